@@ -1,0 +1,41 @@
+# vigil — make run starts the embedded default; make test runs every test.
+GO      ?= go
+BIN     := bin/vigil
+PKGS    := ./...
+FUZZTIME ?= 60s
+
+.PHONY: all build run test test-unit bench lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/vigil
+
+## run: build and start vigil on the embedded default (127.0.0.1:8080)
+run: build
+	./$(BIN) serve
+
+## test: all tests with the race detector
+test: lint
+	$(GO) test -race -count=1 $(PKGS)
+
+## test-unit: tests without the race detector (quick)
+test-unit:
+	$(GO) test -count=1 $(PKGS)
+
+## bench: the benchmarks in bench/ and the packages
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## fuzz: run the event decoder fuzz target for FUZZTIME
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/event
+
+clean:
+	rm -rf bin

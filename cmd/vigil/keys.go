@@ -1,0 +1,46 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/vigil-fraud/vigil/engine"
+)
+
+func cmdKeys(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "generate" {
+		fmt.Fprintln(stderr, "usage: vigil keys generate --id ID --scopes score[,rules:read,labels,metrics,admin]")
+		return 2
+	}
+	fs := flag.NewFlagSet("keys generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	id := fs.String("id", "", "key id, shown in logs (required)")
+	scopes := fs.String("scopes", "score", "comma-separated scopes: score, rules:read, labels, metrics, admin")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *id == "" {
+		fmt.Fprintln(stderr, "vigil keys generate: --id is required")
+		return 2
+	}
+	var list []string
+	for _, s := range strings.Split(*scopes, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(engine.AllScopes, engine.Scope(s)) {
+			fmt.Fprintf(stderr, "vigil keys generate: unknown scope %q\n", s)
+			return 2
+		}
+		list = append(list, s)
+	}
+	secret, sha, err := engine.GenerateSecret()
+	if err != nil {
+		fmt.Fprintln(stderr, "vigil keys generate:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "# secret (shown once; give it to the client, store it in a secret manager):\n# %s\n", secret)
+	fmt.Fprintf(stdout, "# add to the keys file:\n  - id: %s\n    sha256: %s\n    scopes: [%s]\n", *id, sha, strings.Join(list, ", "))
+	return 0
+}

@@ -1,0 +1,51 @@
+// Command vigil is the real-time fraud scoring engine: `vigil serve` runs
+// the scoring API; the other subcommands help analysts and operators.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+var version = "dev"
+
+const usage = `vigil — real-time fraud scoring
+
+Usage:
+  vigil serve [flags]            run the scoring API (no flags: embedded default on 127.0.0.1:8080)
+  vigil rules check DIR          validate a rules directory
+  vigil keys generate --id ID --scopes score,...
+                                 make an API key: prints the secret once and the keys-file entry
+  vigil version                  print the version
+
+Run 'vigil COMMAND -h' for a command's flags.
+`
+
+func main() {
+	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// dispatch runs a subcommand and returns the exit code.
+func dispatch(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(args[1:], stdout, stderr)
+	case "rules":
+		return cmdRules(args[1:], stdout, stderr)
+	case "keys":
+		return cmdKeys(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "vigil", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+
+	"github.com/vigil-fraud/vigil/engine"
+	"github.com/vigil-fraud/vigil/rules"
+)
+
+// errStopped ends the run group on SIGINT/SIGTERM: a clean stop.
+var errStopped = errors.New("stopped by signal")
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fset := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	configPath := fset.String("config", "", "YAML config file (default: built-in defaults)")
+	listen := fset.String("listen", "", "listen address (overrides the config; default 127.0.0.1:8080)")
+	rulesDir := fset.String("rules", "", "rules directory (overrides the config; default: embedded starter rules)")
+	featuresFile := fset.String("features", "", "feature definitions file (overrides the config; default: embedded)")
+	keysFile := fset.String("api-keys-file", "", "API keys file (overrides the config)")
+	logLevel := fset.String("log-level", "", "debug, info, warn or error (overrides the config)")
+	checkOnly := fset.Bool("check-config", false, "validate the configuration, rules and keys, then exit")
+	if err := fset.Parse(args); err != nil {
+		return 2
+	}
+	cfg := engine.DefaultConfig()
+	if *configPath != "" {
+		var err error
+		if cfg, err = engine.LoadConfig(*configPath); err != nil {
+			fmt.Fprintln(stderr, "vigil:", err)
+			return 1
+		}
+	}
+	for _, o := range []struct {
+		flag string
+		dst  *string
+	}{{*listen, &cfg.Listen}, {*rulesDir, &cfg.RulesDir}, {*featuresFile, &cfg.FeaturesFile}, {*keysFile, &cfg.APIKeysFile}, {*logLevel, &cfg.Log.Level}} {
+		if o.flag != "" {
+			*o.dst = o.flag
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "vigil: invalid configuration:\n%v\n", err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	srv, err := newServer(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "vigil:", err)
+		return 1
+	}
+	if *checkOnly {
+		fmt.Fprintf(stdout, "configuration ok: listen %s, ruleset %s (%d rules), %d features, %d API keys\n",
+			cfg.Listen, srv.engine.Rules().Current().VersionString(), len(srv.engine.Rules().Current().Rules),
+			srv.engine.Features().Schema().Len(), srv.keys.Len())
+		return 0
+	}
+	if err := srv.run(stdout); err != nil {
+		log.Error("vigil stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c engine.LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// server is the wired `vigil serve` process.
+type server struct {
+	cfg      engine.Config
+	log      *slog.Logger
+	engine   *engine.Engine
+	api      *engine.API
+	loader   *rules.Loader
+	keys     *engine.Keyring
+	devKey   string
+	rulesSrc string
+	audit    io.Closer
+}
+
+func newServer(cfg engine.Config, log *slog.Logger) (*server, error) {
+	s := &server{cfg: cfg, log: log}
+	feats, err := loadFeatures(cfg.FeaturesFile)
+	if err != nil {
+		return nil, err
+	}
+	var fsys fs.FS = rules.DefaultFS
+	dir, display := rules.DefaultDir, "embedded:rules/default"
+	s.rulesSrc = "embedded starter rules"
+	if cfg.RulesDir != "" {
+		fsys, dir, display = os.DirFS(cfg.RulesDir), ".", cfg.RulesDir
+		s.rulesSrc = "rules from " + cfg.RulesDir
+	}
+	srcs, err := rules.ReadDir(fsys, dir, display)
+	if err != nil {
+		return nil, err
+	}
+	set, err := rules.Compile(srcs, feats.Schema())
+	if err != nil {
+		return nil, fmt.Errorf("rules:\n%w", err)
+	}
+	mgr := rules.NewManager(set)
+	metrics := engine.NewMetrics()
+	s.engine, err = engine.New(feats, mgr, engine.Options{
+		IdempotencyRetention:  time.Duration(cfg.Idempotency.Retention),
+		IdempotencyMaxEntries: cfg.Idempotency.MaxEntries,
+		Metrics:               metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.loader = &rules.Loader{FS: fsys, Dir: dir, Display: display, Schema: feats.Schema(), Manager: mgr, Log: log, OnSwap: s.engine.RulesetChanged}
+	s.loader.Register(metrics.Registry)
+	s.loader.Init(srcs)
+	if cfg.Reload.AuditLog != "" {
+		f, err := os.OpenFile(cfg.Reload.AuditLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("rule audit log: %w", err)
+		}
+		s.loader.Audit, s.audit = f, f
+	}
+	if s.keys, s.devKey, err = loadKeys(cfg); err != nil {
+		return nil, err
+	}
+	s.api, err = engine.NewAPI(s.engine, s.keys, log, s.loader)
+	return s, err
+}
+
+// loadKeys returns the keyring: the keys file, VIGIL_API_KEY, or a generated
+// development key (loopback only).
+func loadKeys(cfg engine.Config) (*engine.Keyring, string, error) {
+	if cfg.APIKeysFile != "" {
+		kr, err := engine.LoadKeyring(cfg.APIKeysFile)
+		return kr, "", err
+	}
+	if k := os.Getenv("VIGIL_API_KEY"); k != "" {
+		if len(k) < 16 {
+			return nil, "", errors.New("VIGIL_API_KEY is shorter than 16 characters")
+		}
+		return engine.NewKeyringFromSecret("env", k), "", nil
+	}
+	if !cfg.LoopbackListen() {
+		return nil, "", fmt.Errorf("refusing to listen on %s without an API key: set --api-keys-file or VIGIL_API_KEY", cfg.Listen)
+	}
+	secret, _, err := engine.GenerateSecret()
+	if err != nil {
+		return nil, "", err
+	}
+	return engine.NewKeyringFromSecret("dev", secret), secret, nil
+}
+
+func (s *server) tlsConfig() (*tls.Config, error) {
+	t := s.cfg.TLS
+	if !t.Enabled() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: no certificates in %s", t.ClientCAFile)
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return c, nil
+}
+
+// run serves until SIGINT/SIGTERM, reloading rules on SIGHUP.
+func (s *server) run(stdout io.Writer) error {
+	tlsConf, err := s.tlsConfig()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	if s.audit != nil {
+		defer s.audit.Close()
+	}
+	httpSrv := &http.Server{Handler: s.api.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	var g run.Group
+	g.Add(func() error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		s.api.SetReady(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
+		defer cancel()
+		if err := httpSrv.Shutdown(ctx); err != nil {
+			s.log.Warn("shutdown did not finish in time", "err", err)
+		}
+	})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	stop := make(chan struct{})
+	g.Add(func() error {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					s.loader.Reload(context.Background(), "sighup")
+					continue
+				}
+				s.log.Info("shutting down", "signal", sig.String())
+				return errStopped
+			case <-stop:
+				return nil
+			}
+		}
+	}, func(error) {
+		signal.Stop(sigs)
+		close(stop)
+	})
+	if every := time.Duration(s.cfg.Reload.PollInterval); every > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return s.loader.Poll(ctx, every) }, func(error) { cancel() })
+	}
+	s.banner(stdout, tlsConf != nil, ln.Addr().String())
+	if err := g.Run(); err != nil && !errors.Is(err, errStopped) {
+		return err
+	}
+	s.log.Info("vigil stopped")
+	return nil
+}
+
+func (s *server) banner(w io.Writer, tls bool, addr string) {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	set := s.engine.Rules().Current()
+	s.log.Info("vigil listening", "addr", addr, "tls", tls, "mtls", s.cfg.TLS.ClientCAFile != "", "ruleset", set.VersionString(), "rules", len(set.Rules), "features", s.engine.Features().Schema().Len())
+	key := "$VIGIL_API_KEY"
+	fmt.Fprintf(w, "\nvigil is listening on %s://%s with %s (ruleset %s, %d rules).\n", scheme, addr, s.rulesSrc, set.VersionString(), len(set.Rules))
+	if s.devKey != "" {
+		key = s.devKey
+		fmt.Fprintf(w, "No API key configured: generated a development key for this run (full access):\n  %s\n", s.devKey)
+	}
+	fmt.Fprintf(w, "Score a transaction:\n  curl -s -H 'Authorization: Bearer %s' %s://%s/v1/score \\\n    -d '{\"id\":\"tx_1001\",\"amount\":4599,\"currency\":\"USD\",\"card\":{\"token\":\"tok_4f9a\",\"country\":\"US\"},\"account\":{\"id\":\"acct_42\"},\"merchant\":{\"id\":\"m_1\",\"mcc\":\"5411\",\"country\":\"US\"}}'\n", key, scheme, addr)
+	fmt.Fprintf(w, "Add ?explain=true to see the features the rules read. Stop with Ctrl-C.\n\n")
+}

@@ -1,0 +1,281 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vigil-fraud/vigil/engine/event"
+)
+
+// OpenAPI is the OpenAPI 3 description of the HTTP API, served at
+// /v1/openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// Reloader reloads the rules on POST /-/reload.
+type Reloader interface {
+	Reload(ctx context.Context, trigger string) error
+}
+
+// API serves the HTTP API.
+type API struct {
+	engine   *Engine
+	keys     *Keyring
+	log      *slog.Logger
+	reloader Reloader
+	ready    atomic.Bool
+	now      func() time.Time
+}
+
+// NewAPI builds the API over an engine. reloader may be nil.
+func NewAPI(e *Engine, keys *Keyring, log *slog.Logger, reloader Reloader) (*API, error) {
+	if e == nil || keys == nil || keys.Len() == 0 {
+		return nil, errors.New("api: an engine and at least one API key are required")
+	}
+	a := &API{engine: e, keys: keys, log: log, reloader: reloader, now: time.Now}
+	a.ready.Store(true)
+	return a, nil
+}
+
+// SetReady sets what /readyz answers.
+func (a *API) SetReady(ok bool) { a.ready.Store(ok) }
+
+// Handler returns the API's routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern, name string, scope Scope, h http.HandlerFunc) {
+		mux.Handle(pattern, a.wrap(name, scope, h))
+	}
+	handle("GET /healthz", "healthz", "", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	handle("GET /readyz", "readyz", "", func(w http.ResponseWriter, r *http.Request) {
+		if !a.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	metrics := promhttp.HandlerFor(a.engine.metrics.Registry, promhttp.HandlerOpts{})
+	handle("GET /metrics", "metrics", ScopeMetrics, metrics.ServeHTTP)
+	handle("GET /v1/openapi.json", "openapi", anyScope, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(OpenAPI)
+	})
+	handle("POST /v1/score", "score", ScopeScore, a.score)
+	handle("GET /v1/rules", "rules", ScopeRulesRead, a.rules)
+	handle("POST /-/reload", "reload", ScopeAdmin, a.reload)
+	mux.Handle("/", a.wrap("unknown", "", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+	}))
+	return mux
+}
+
+// anyScope marks endpoints open to every valid key.
+const anyScope Scope = "*"
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// wrap adds the request id, authentication and scope check, metrics and the
+// debug request log around a handler.
+func (a *API) wrap(name string, scope Scope, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		keyID := ""
+		switch {
+		case scope == "":
+			h(sw, r)
+		default:
+			key, ok := a.keys.Authenticate(r)
+			switch {
+			case !ok:
+				sw.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
+				writeError(sw, r, http.StatusUnauthorized, "unauthorized", "missing or invalid API key", nil)
+			case scope != anyScope && !key.Allows(scope):
+				keyID = key.ID
+				writeError(sw, r, http.StatusForbidden, "forbidden", "this API key may not use this endpoint", nil)
+			default:
+				keyID = key.ID
+				h(sw, r)
+			}
+		}
+		a.engine.metrics.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		if a.log.Enabled(r.Context(), slog.LevelDebug) {
+			a.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
+				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.Int("status", sw.code), slog.String("key", keyID), slog.Duration("duration", time.Since(start)))
+		}
+	})
+}
+
+func (a *API) score(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, event.MaxSize+1))
+	if err != nil {
+		writeError(w, r, http.StatusRequestEntityTooLarge, "too_large", "event larger than 64 KiB", nil)
+		return
+	}
+	ev, err := event.Decode(body, a.now())
+	if err != nil {
+		var ve *event.Error
+		if errors.As(err, &ve) {
+			if ve.PAN {
+				a.engine.metrics.refused.WithLabelValues("pan").Inc()
+				writeError(w, r, http.StatusUnprocessableEntity, "card_number_refused", "the event contains what looks like a raw card number; send a token", ve.Fields)
+				return
+			}
+			a.engine.metrics.refused.WithLabelValues("invalid").Inc()
+			writeError(w, r, http.StatusBadRequest, "invalid_event", ve.Error(), ve.Fields)
+			return
+		}
+		writeError(w, r, http.StatusBadRequest, "invalid_event", err.Error(), nil)
+		return
+	}
+	explain := r.URL.Query().Get("explain") == "true"
+	d, err := a.engine.Score(r.Context(), ev, explain)
+	switch {
+	case errors.Is(err, ErrIDReused):
+		writeError(w, r, http.StatusConflict, "id_reused", "this id was already scored with different content (time, amount, currency, card, account or merchant)", nil)
+		return
+	case err != nil:
+		a.log.Error("scoring failed", "request_id", requestID(r), "event_id", ev.ID, "err", err)
+		writeError(w, r, http.StatusInternalServerError, "internal", "scoring failed", nil)
+		return
+	}
+	d.LatencyUS = time.Since(start).Microseconds()
+	writeJSON(w, http.StatusOK, d)
+}
+
+// ruleView is a rule as GET /v1/rules lists it.
+type ruleView struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	When        string   `json:"when"`
+	Action      string   `json:"action"`
+	Score       int      `json:"score"`
+	Reason      string   `json:"reason"`
+	Mode        string   `json:"mode"`
+	Rollout     float64  `json:"rollout"`
+	Features    []string `json:"features"`
+	Owner       string   `json:"owner,omitempty"`
+	Tags        []string `json:"tags,omitempty"`
+}
+
+func (a *API) rules(w http.ResponseWriter, r *http.Request) {
+	s := a.engine.rules.Current()
+	out := struct {
+		Version  string     `json:"version"`
+		Label    string     `json:"label,omitempty"`
+		StepUpAt int        `json:"step_up_at"`
+		PauseAt  int        `json:"pause_at"`
+		Rules    []ruleView `json:"rules"`
+	}{Version: s.VersionString(), Label: s.Label, StepUpAt: s.StepUpAt, PauseAt: s.PauseAt, Rules: []ruleView{}}
+	for _, rl := range s.Rules {
+		v := ruleView{Name: rl.Name, Description: rl.Description, When: rl.When, Action: string(rl.Action), Score: rl.Score,
+			Reason: rl.Reason, Mode: string(rl.Mode), Rollout: 100, Features: rl.Features, Owner: rl.Owner, Tags: rl.Tags}
+		if rl.Rollout != nil {
+			v.Rollout = *rl.Rollout
+		}
+		out.Rules = append(out.Rules, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *API) reload(w http.ResponseWriter, r *http.Request) {
+	if a.reloader == nil {
+		writeError(w, r, http.StatusNotImplemented, "not_supported", "reloading is not configured", nil)
+		return
+	}
+	if err := a.reloader.Reload(r.Context(), "api"); err != nil {
+		writeError(w, r, http.StatusUnprocessableEntity, "reload_failed", err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded", "ruleset": a.engine.rules.Current().VersionString()})
+}
+
+// apiError is the body of every error response.
+type apiError struct {
+	Error struct {
+		Code    string             `json:"code"`
+		Message string             `json:"message"`
+		Fields  []event.FieldError `json:"fields,omitempty"`
+	} `json:"error"`
+	RequestID string `json:"request_id"`
+}
+
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string, fields []event.FieldError) {
+	var e apiError
+	e.Error.Code, e.Error.Message, e.Error.Fields = code, msg, fields
+	e.RequestID = requestID(r)
+	writeJSON(w, status, &e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey).(string)
+	return id
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// statusWriter records the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,369 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-fraud/vigil/features"
+	"github.com/vigil-fraud/vigil/rules"
+)
+
+// testKeys are secrets with the scopes each one grants.
+var testKeys = map[string][]Scope{
+	"vgl_score_only_secret_0001": {ScopeScore},
+	"vgl_rules_only_secret_0002": {ScopeRulesRead},
+	"vgl_metrics_only_secret_03": {ScopeMetrics},
+	"vgl_admin_secret_00000004":  {ScopeAdmin},
+}
+
+func testKeyring(t testing.TB) *Keyring {
+	var b strings.Builder
+	b.WriteString("keys:\n")
+	i := 0
+	for secret, scopes := range testKeys {
+		i++
+		kr := NewKeyringFromSecret("x", secret)
+		fmt.Fprintf(&b, "  - id: key%d\n    sha256: %s\n    scopes: [%s]\n", i, kr.keys[0].SHA256, joinScopes(scopes))
+	}
+	kr, err := ParseKeyring("test", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+func joinScopes(s []Scope) string {
+	var out []string
+	for _, x := range s {
+		out = append(out, string(x))
+	}
+	return strings.Join(out, ", ")
+}
+
+// newTestEngine builds an engine on the embedded default features and rules.
+func newTestEngine(t testing.TB) *Engine {
+	t.Helper()
+	f, err := features.Parse(features.DefaultFileName, features.DefaultFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe, err := features.New(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := rules.ReadDir(rules.DefaultFS, rules.DefaultDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.Compile(srcs, fe.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(fe, rules.NewManager(set), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+type fakeReloader struct{ calls int }
+
+func (f *fakeReloader) Reload(context.Context, string) error { f.calls++; return nil }
+
+func newTestServer(t *testing.T) (*httptest.Server, *fakeReloader) {
+	t.Helper()
+	rl := &fakeReloader{}
+	api, err := NewAPI(newTestEngine(t), testKeyring(t), slog.New(slog.NewTextHandler(io.Discard, nil)), rl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.now = func() time.Time { return testNow }
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	return srv, rl
+}
+
+func do(t *testing.T, srv *httptest.Server, method, path, key, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+const (
+	scoreKey   = "vgl_score_only_secret_0001"
+	rulesKey   = "vgl_rules_only_secret_0002"
+	metricsKey = "vgl_metrics_only_secret_03"
+	adminKey   = "vgl_admin_secret_00000004"
+)
+
+func tx(id string, amount int, extra string) string {
+	return fmt.Sprintf(`{"id":%q,"time":"2026-11-22T10:00:00Z","amount":%d,"currency":"USD","card":{"token":"tok_a","country":"US"}%s}`, id, amount, extra)
+}
+
+func TestAuthMatrix(t *testing.T) {
+	srv, rl := newTestServer(t)
+	endpoints := []struct {
+		method, path, body string
+		scope              Scope
+	}{
+		{"POST", "/v1/score", tx("auth_1", 100, ""), ScopeScore},
+		{"GET", "/v1/rules", "", ScopeRulesRead},
+		{"GET", "/metrics", "", ScopeMetrics},
+		{"POST", "/-/reload", "", ScopeAdmin},
+		{"GET", "/v1/openapi.json", "", anyScope},
+		{"GET", "/healthz", "", ""},
+		{"GET", "/readyz", "", ""},
+	}
+	keys := map[string]string{"none": "", "wrong": "vgl_not_a_key_at_all", "score": scoreKey, "rules": rulesKey, "metrics": metricsKey, "admin": adminKey}
+	for _, ep := range endpoints {
+		for name, key := range keys {
+			t.Run(ep.path+"/"+name, func(t *testing.T) {
+				resp, body := do(t, srv, ep.method, ep.path, key, ep.body)
+				want := http.StatusOK
+				switch {
+				case ep.scope == "":
+				case key == "" || name == "wrong":
+					want = http.StatusUnauthorized
+				case ep.scope == anyScope:
+				case name == "admin" || testKeys[key][0] == ep.scope:
+				default:
+					want = http.StatusForbidden
+				}
+				if resp.StatusCode != want {
+					t.Fatalf("status %d, want %d: %s", resp.StatusCode, want, body)
+				}
+				if want == http.StatusUnauthorized || want == http.StatusForbidden {
+					// neither says which part was wrong, nor names keys or scopes
+					for _, leak := range []string{"scope", "score", "admin", "key1", "sha"} {
+						if strings.Contains(string(body), `"`+leak) {
+							t.Errorf("error body leaks %q: %s", leak, body)
+						}
+					}
+				}
+			})
+		}
+	}
+	if rl.calls == 0 {
+		t.Error("reload never called")
+	}
+	// A malformed Authorization header is a 401 too.
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/rules", nil)
+	req.Header.Set("Authorization", "Basic "+rulesKey)
+	resp, _ := http.DefaultClient.Do(req)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("basic auth: %d", resp.StatusCode)
+	}
+}
+
+func TestScoreDecisions(t *testing.T) {
+	srv, _ := newTestServer(t)
+	for _, tc := range []struct {
+		body, want string
+		code       string
+	}{
+		{tx("d1", 4599, ""), "approve", ""},
+		{tx("d2", 250000, `,"account":{"id":"fresh"}`), "step_up", "LARGE_AMOUNT"},
+		{tx("d3", 1500000, ""), "pause", "VERY_LARGE_AMOUNT"},
+		{`{"id":"d4","amount":100,"currency":"USD","card":{"token":"tok_z","country":"KP"}}`, "pause", "HIGH_RISK_COUNTRY"},
+	} {
+		resp, body := do(t, srv, "POST", "/v1/score", scoreKey, tc.body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		var d Decision
+		if err := json.Unmarshal(body, &d); err != nil {
+			t.Fatal(err)
+		}
+		if string(d.Decision) != tc.want {
+			t.Errorf("%s: decision %s, want %s (%s)", tc.body, d.Decision, tc.want, body)
+		}
+		if tc.code != "" && (len(d.Reasons) == 0 || d.Reasons[0].Code != tc.code) {
+			t.Errorf("%s: reasons %v, want first %s", tc.body, d.Reasons, tc.code)
+		}
+		if d.Ruleset == "" || !strings.HasPrefix(d.Ruleset, "starter@") {
+			t.Errorf("ruleset %q", d.Ruleset)
+		}
+		if d.Explain != nil {
+			t.Error("explain without ?explain=true")
+		}
+	}
+}
+
+func TestScoreVelocityAndIdempotency(t *testing.T) {
+	srv, _ := newTestServer(t)
+	score := func(id string) Decision {
+		body := fmt.Sprintf(`{"id":%q,"time":"2026-11-22T10:00:0%sZ","amount":500,"currency":"USD","card":{"token":"tok_burst"}}`, id, id[len(id)-1:])
+		resp, b := do(t, srv, "POST", "/v1/score?explain=true", scoreKey, body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+		var d Decision
+		json.Unmarshal(b, &d)
+		return d
+	}
+	for i := 1; i <= 4; i++ {
+		d := score(fmt.Sprintf("burst_%d", i))
+		if d.Explain == nil || d.Explain.Features["card_count_10m"] != float64(i) {
+			t.Fatalf("event %d: card_count_10m = %v", i, d.Explain)
+		}
+		// scoring the same id again does not count it twice
+		again := score(fmt.Sprintf("burst_%d", i))
+		if !again.Replayed || again.Decision != d.Decision || again.Score != d.Score {
+			t.Fatalf("replay %d: %+v vs %+v", i, again, d)
+		}
+	}
+	d := score("burst_5")
+	if d.Decision != rules.StepUp || d.Explain.Features["card_count_10m"] != float64(5) {
+		t.Fatalf("5th event in 10 minutes: %+v", d)
+	}
+	if d.Reasons[0].Code != "CARD_VELOCITY_10M" {
+		t.Errorf("reasons %v", d.Reasons)
+	}
+	// the same id with other content is a conflict
+	resp, body := do(t, srv, "POST", "/v1/score", scoreKey, `{"id":"burst_1","amount":999,"currency":"USD","card":{"token":"tok_burst"}}`)
+	if resp.StatusCode != http.StatusConflict {
+		t.Errorf("reused id: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestConcurrentDuplicatesCountOnce(t *testing.T) {
+	e := newTestEngine(t)
+	var wg sync.WaitGroup
+	decisions := make([]*Decision, 16)
+	for i := range decisions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ev := mustEvent(t, tx("dup", 100, ""))
+			d, err := e.Score(context.Background(), ev, false)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			decisions[i] = d
+		}()
+	}
+	wg.Wait()
+	replayed := 0
+	for _, d := range decisions {
+		if d != nil && d.Replayed {
+			replayed++
+		}
+	}
+	if replayed != len(decisions)-1 {
+		t.Errorf("%d replayed, want %d", replayed, len(decisions)-1)
+	}
+	d, err := e.Score(context.Background(), mustEvent(t, tx("dup_next", 100, "")), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Explain.Features["card_count_1h"]; got != float64(2) {
+		t.Errorf("card_count_1h = %v, want 2 (the duplicate counted once)", got)
+	}
+}
+
+func TestScoreErrors(t *testing.T) {
+	srv, _ := newTestServer(t)
+	for _, tc := range []struct {
+		body   string
+		status int
+		code   string
+		path   string
+	}{
+		{`{"id":"e1","amount":1,"currency":"USD","card":{"token":"t"},"extra":1}`, 400, "invalid_event", "extra"},
+		{`{"id":"e2","amount":1,"currency":"USD","card":{"token":"4111111111111111"}}`, 422, "card_number_refused", "card.token"},
+		{`{"id":"e3","amount":"x"}`, 400, "invalid_event", "amount"},
+		{strings.Repeat(" ", 70<<10), 413, "too_large", ""},
+	} {
+		resp, body := do(t, srv, "POST", "/v1/score", scoreKey, tc.body)
+		var e apiError
+		json.Unmarshal(body, &e)
+		if resp.StatusCode != tc.status || e.Error.Code != tc.code {
+			t.Errorf("%.40s: %d %s", tc.body, resp.StatusCode, body)
+			continue
+		}
+		if tc.path != "" && (len(e.Error.Fields) == 0 || e.Error.Fields[0].Path != tc.path) {
+			t.Errorf("%.40s: fields %v, want path %s", tc.body, e.Error.Fields, tc.path)
+		}
+		if e.RequestID == "" || resp.Header.Get("X-Request-Id") != e.RequestID {
+			t.Errorf("request id %q vs header %q", e.RequestID, resp.Header.Get("X-Request-Id"))
+		}
+		if strings.Contains(string(body), "4111111111111111") {
+			t.Error("response repeats the card number")
+		}
+	}
+	resp, _ := do(t, srv, "GET", "/nope", scoreKey, "")
+	if resp.StatusCode != 404 {
+		t.Errorf("unknown path: %d", resp.StatusCode)
+	}
+}
+
+func TestRequestIDEchoed(t *testing.T) {
+	srv, _ := newTestServer(t)
+	req, _ := http.NewRequest("GET", srv.URL+"/healthz", nil)
+	req.Header.Set("X-Request-Id", "abc-123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header.Get("X-Request-Id"); got != "abc-123" {
+		t.Errorf("X-Request-Id = %q", got)
+	}
+}
+
+func TestMetricsExposed(t *testing.T) {
+	srv, _ := newTestServer(t)
+	do(t, srv, "POST", "/v1/score", scoreKey, tx("m1", 1500000, ""))
+	do(t, srv, "POST", "/v1/score", scoreKey, `{"id":"m2"}`)
+	_, body := do(t, srv, "GET", "/metrics", metricsKey, "")
+	for _, want := range []string{
+		`vigil_score_duration_seconds_count 1`,
+		`vigil_decisions_total{decision="pause"} 1`,
+		`vigil_rule_hits_total{counted="yes",rule="very_large_amount"} 1`,
+		`vigil_http_requests_total{code="400",handler="score"} 1`,
+		`vigil_events_refused_total{reason="invalid"} 1`,
+		`vigil_ruleset_info{label="starter"`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestOpenAPIServed(t *testing.T) {
+	srv, _ := newTestServer(t)
+	resp, body := do(t, srv, "GET", "/v1/openapi.json", scoreKey, "")
+	var doc struct {
+		OpenAPI string                     `json:"openapi"`
+		Paths   map[string]json.RawMessage `json:"paths"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &doc) != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("%d %.100s", resp.StatusCode, body)
+	}
+	for _, p := range []string{"/v1/score", "/healthz", "/metrics", "/-/reload", "/v1/rules"} {
+		if doc.Paths[p] == nil {
+			t.Errorf("openapi lacks %s", p)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Scope is a permission an API key grants.
+type Scope string
+
+// Scopes. Admin grants every other scope.
+const (
+	ScopeScore     Scope = "score"
+	ScopeRulesRead Scope = "rules:read"
+	ScopeLabels    Scope = "labels"
+	ScopeMetrics   Scope = "metrics"
+	ScopeAdmin     Scope = "admin"
+)
+
+// AllScopes lists every scope.
+var AllScopes = []Scope{ScopeScore, ScopeRulesRead, ScopeLabels, ScopeMetrics, ScopeAdmin}
+
+// APIKey is one credential: an id for logs, the SHA-256 of its secret (the
+// secret itself is never stored) and its scopes.
+type APIKey struct {
+	ID     string  `yaml:"id"`
+	SHA256 string  `yaml:"sha256"`
+	Scopes []Scope `yaml:"scopes"`
+	hash   []byte
+}
+
+// Allows reports whether the key grants scope.
+func (k *APIKey) Allows(s Scope) bool {
+	return slices.Contains(k.Scopes, s) || slices.Contains(k.Scopes, ScopeAdmin)
+}
+
+// Keyring holds the API keys and authenticates requests.
+type Keyring struct {
+	keys []*APIKey
+}
+
+// keysFile is the on-disk format of --api-keys-file.
+type keysFile struct {
+	Keys []*APIKey `yaml:"keys"`
+}
+
+// LoadKeyring reads a keys file.
+func LoadKeyring(path string) (*Keyring, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("api keys: %w", err)
+	}
+	return ParseKeyring(path, data)
+}
+
+// ParseKeyring parses a keys file's content strictly.
+func ParseKeyring(name string, data []byte) (*Keyring, error) {
+	var f keysFile
+	d := yaml.NewDecoder(bytes.NewReader(data))
+	d.KnownFields(true)
+	if err := d.Decode(&f); err != nil {
+		return nil, fmt.Errorf("api keys %s: %w", name, err)
+	}
+	kr := &Keyring{}
+	var errs []error
+	ids := map[string]bool{}
+	for i, k := range f.Keys {
+		where := fmt.Sprintf("api keys %s: key %d (%q)", name, i+1, k.ID)
+		h, err := hex.DecodeString(k.SHA256)
+		switch {
+		case k.ID == "":
+			errs = append(errs, fmt.Errorf("%s: id is required", where))
+		case ids[k.ID]:
+			errs = append(errs, fmt.Errorf("%s: id used twice", where))
+		case err != nil || len(h) != sha256.Size:
+			errs = append(errs, fmt.Errorf("%s: sha256 must be the 64 hex digits of the secret's SHA-256 (vigil keys generate prints it)", where))
+		case len(k.Scopes) == 0:
+			errs = append(errs, fmt.Errorf("%s: at least one scope is required", where))
+		}
+		for _, s := range k.Scopes {
+			if !slices.Contains(AllScopes, s) {
+				errs = append(errs, fmt.Errorf("%s: unknown scope %q", where, s))
+			}
+		}
+		ids[k.ID] = true
+		k.hash = h
+		kr.keys = append(kr.keys, k)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(kr.keys) == 0 {
+		return nil, fmt.Errorf("api keys %s: no keys", name)
+	}
+	return kr, nil
+}
+
+// NewKeyringFromSecret makes a keyring of one full-scope key (the
+// VIGIL_API_KEY or a generated development key).
+func NewKeyringFromSecret(id, secret string) *Keyring {
+	h := sha256.Sum256([]byte(secret))
+	return &Keyring{keys: []*APIKey{{ID: id, SHA256: hex.EncodeToString(h[:]), Scopes: []Scope{ScopeAdmin}, hash: h[:]}}}
+}
+
+// Len is the number of keys.
+func (kr *Keyring) Len() int { return len(kr.keys) }
+
+// Authenticate returns the key whose secret the request's bearer token is.
+// Every key's hash is compared in constant time, so the time taken does not
+// depend on which key (if any) matched.
+func (kr *Keyring) Authenticate(r *http.Request) (*APIKey, bool) {
+	auth := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || token == "" {
+		return nil, false
+	}
+	h := sha256.Sum256([]byte(token))
+	var found *APIKey
+	for _, k := range kr.keys {
+		if subtle.ConstantTimeCompare(h[:], k.hash) == 1 {
+			found = k
+		}
+	}
+	return found, found != nil
+}
+
+// GenerateSecret returns a new random API secret and its SHA-256 in hex.
+func GenerateSecret() (secret, sha string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	secret = "vgl_" + base64.RawURLEncoding.EncodeToString(b)
+	h := sha256.Sum256([]byte(secret))
+	return secret, hex.EncodeToString(h[:]), nil
+}

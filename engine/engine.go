@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/vigil-fraud/vigil/engine/event"
+	"github.com/vigil-fraud/vigil/features"
+	"github.com/vigil-fraud/vigil/rules"
+)
+
+// ErrIDReused is returned when an id already scored comes back with
+// different content.
+var ErrIDReused = errors.New("id already scored with different content")
+
+// Engine scores transactions. It is safe for concurrent use.
+type Engine struct {
+	features *features.Engine
+	rules    *rules.Manager
+	recent   *recentDecisions
+	metrics  *Metrics
+	scratch  sync.Pool
+	now      func() time.Time
+}
+
+// Options configure an Engine.
+type Options struct {
+	// IdempotencyRetention is how long a decision is remembered by id.
+	// Default 24h.
+	IdempotencyRetention time.Duration
+	// IdempotencyMaxEntries bounds the remembered decisions. Default 1,000,000.
+	IdempotencyMaxEntries int
+	// Metrics to record into; nil creates new ones.
+	Metrics *Metrics
+}
+
+// scratch is the per-goroutine working memory of one scoring.
+type scratch struct {
+	vec  *features.Vector
+	env  rules.Env
+	eval rules.Evaluator
+	res  rules.Result
+}
+
+// New wires an engine from a features engine and a rule manager.
+func New(f *features.Engine, r *rules.Manager, o Options) (*Engine, error) {
+	if f == nil || r == nil {
+		return nil, errors.New("engine: features and rules are required")
+	}
+	if o.IdempotencyRetention <= 0 {
+		o.IdempotencyRetention = 24 * time.Hour
+	}
+	if o.IdempotencyMaxEntries <= 0 {
+		o.IdempotencyMaxEntries = 1_000_000
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
+	e := &Engine{features: f, rules: r, metrics: o.Metrics, now: time.Now,
+		recent: newRecentDecisions(o.IdempotencyRetention, o.IdempotencyMaxEntries)}
+	schema := f.Schema()
+	e.scratch.New = func() any { return &scratch{vec: features.NewVector(schema)} }
+	e.RulesetChanged(nil, r.Current())
+	return e, nil
+}
+
+// Metrics returns the engine's metrics.
+func (e *Engine) Metrics() *Metrics { return e.metrics }
+
+// Rules returns the rule manager.
+func (e *Engine) Rules() *rules.Manager { return e.rules }
+
+// Features returns the features engine.
+func (e *Engine) Features() *features.Engine { return e.features }
+
+// RulesetChanged updates the ruleset metric after a reload.
+func (e *Engine) RulesetChanged(old, cur *rules.Set) {
+	if old != nil {
+		e.metrics.rulesetInfo.DeleteLabelValues(old.Version, old.Label)
+	}
+	e.metrics.rulesetInfo.WithLabelValues(cur.Version, cur.Label).Set(1)
+}
+
+// Score decides one validated event. An id scored before (within the
+// idempotency retention) gets the same decision back, marked Replayed, and
+// is not counted again in any feature window.
+func (e *Engine) Score(ctx context.Context, ev *event.Event, explain bool) (*Decision, error) {
+	start := time.Now()
+	digest := contentDigest(ev)
+	entry, first := e.recent.claim(ev.ID, digest, e.now())
+	if !first {
+		if entry.digest != digest {
+			return nil, ErrIDReused
+		}
+		d, err := entry.wait(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if d == nil {
+			return nil, fmt.Errorf("engine: the first scoring of id %q failed", ev.ID)
+		}
+		e.metrics.replays.Inc()
+		out := *d
+		out.Replayed = true
+		out.Explain = nil
+		out.LatencyUS = time.Since(start).Microseconds()
+		return &out, nil
+	}
+	s := e.scratch.Get().(*scratch)
+	defer e.scratch.Put(s)
+	set := e.rules.Current()
+	e.features.Observe(ev, s.vec)
+	s.env.Set(ev, s.vec)
+	s.eval.Evaluate(set, &s.env, &s.res)
+	d := &Decision{
+		ID:       ev.ID,
+		Decision: s.res.Decision,
+		Score:    s.res.Score,
+		Reasons:  make([]Reason, len(s.res.Hits)),
+		Ruleset:  set.VersionString(),
+	}
+	for i, h := range s.res.Hits {
+		d.Reasons[i] = Reason{Rule: h.Rule, Code: h.Code, Message: h.Message}
+	}
+	e.record(&s.res)
+	out := *d // the caller's copy; d itself is immutable once published
+	if explain {
+		out.Explain = e.explain(set, s)
+	}
+	elapsed := time.Since(start)
+	d.LatencyUS = elapsed.Microseconds()
+	out.LatencyUS = d.LatencyUS
+	e.recent.finish(entry, d)
+	e.metrics.scoreLatency.Observe(elapsed.Seconds())
+	return &out, nil
+}
+
+func (e *Engine) record(res *rules.Result) {
+	e.metrics.decisionByName[string(res.Decision)].Inc()
+	for _, h := range res.Hits {
+		e.metrics.ruleHits.WithLabelValues(h.Rule, "yes").Inc()
+	}
+	for _, h := range res.Ignored {
+		e.metrics.ruleHits.WithLabelValues(h.Rule, h.Excluded).Inc()
+	}
+	for _, msg := range res.Errors {
+		rule, _, _ := cut(msg, ':')
+		e.metrics.ruleErrors.WithLabelValues(rule).Inc()
+	}
+}
+
+func (e *Engine) explain(set *rules.Set, s *scratch) *Explain {
+	schema := e.features.Schema()
+	x := &Explain{Features: make(map[string]any, schema.Len())}
+	for i, f := range schema.Fields {
+		x.Features[f.Name] = s.vec.Value(schema, i)
+	}
+	x.Hits = append([]rules.Hit{}, s.res.Hits...)
+	x.Ignored = append([]rules.Hit{}, s.res.Ignored...)
+	x.Errors = append([]string(nil), s.res.Errors...)
+	return x
+}
+
+// contentDigest hashes what identifies a transaction's content, to tell a
+// retry (same content) from a reused id (different content).
+func contentDigest(ev *event.Event) uint64 {
+	h := fnv.New64a()
+	t := ev.Time.UnixNano()
+	if ev.TimeDefaulted() {
+		t = 0 // a retry without a time gets another receive time
+	}
+	fmt.Fprintf(h, "%d|%d|%s|%s|%s|%s", t, ev.Amount, ev.Currency, ev.Card.Token, ev.Account.ID, ev.Merchant.ID)
+	return h.Sum64()
+}
+
+func cut(s string, sep byte) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}

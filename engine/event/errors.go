@@ -1,0 +1,42 @@
+package event
+
+import (
+	"strings"
+)
+
+// FieldError is one problem with one field, named by its JSON path
+// ("card.bin", "attributes.note").
+type FieldError struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// Error is the error of a refused event: every problem found, and whether a
+// raw card number was among them (HTTP 422 instead of 400).
+type Error struct {
+	Fields []FieldError
+	// PAN is true when a field held what looks like a raw card number.
+	PAN bool
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid event: ")
+	for i, f := range e.Fields {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if f.Path != "" {
+			b.WriteString(f.Path)
+			b.WriteString(": ")
+		}
+		b.WriteString(f.Reason)
+	}
+	return b.String()
+}
+
+func (e *Error) add(path, reason string) { e.Fields = append(e.Fields, FieldError{path, reason}) }
+
+// panReason is the reason given for a field holding a card number. It never
+// repeats the value.
+const panReason = "looks like a raw card number (PAN); send a card token or a keyed hash instead"

@@ -1,0 +1,160 @@
+package event
+
+// A PAN (primary account number) is 13 to 19 digits, passes the Luhn check
+// and starts with a card network's prefix. vigil refuses any event value that
+// contains one, with single spaces or dashes allowed between digit groups, so
+// that raw card numbers never reach its state, logs or signals.
+//
+// Trade-off: any numeric identifier that happens to look like a PAN (about
+// one random 16-digit number in ten with a network prefix passes Luhn) is
+// refused too. Integrators avoid it by sending identifiers that are not pure
+// digits (a prefix such as "ord_"), or are shorter than 13 digits.
+
+const (
+	panMinDigits = 13
+	panMaxDigits = 19
+)
+
+// ContainsPAN reports whether s contains a run of digits that looks like a
+// card number. Digit groups separated by one space or dash are joined, and
+// every contiguous sequence of groups is tried, so "order 12 4111 1111 1111
+// 1111" is caught as well as "4111111111111111".
+func ContainsPAN(s string) bool {
+	// Fast path: most values have fewer than 13 digits in total.
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			n++
+		}
+	}
+	if n < panMinDigits {
+		return false
+	}
+	var digits [64]byte // digits of the current run of groups
+	var starts [64]int  // start offset in digits of each group of the run
+	nd, ng := 0, 0
+	flush := func() bool {
+		if nd >= panMinDigits && checkRun(digits[:nd], starts[:ng]) {
+			return true
+		}
+		nd, ng = 0, 0
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case isDigit(c):
+			if i == 0 || !isDigit(s[i-1]) {
+				if ng == len(starts) {
+					if flush() {
+						return true
+					}
+				}
+				starts[ng] = nd
+				ng++
+			}
+			if nd == len(digits) { // too long to be groups of a PAN: check and restart
+				if flush() {
+					return true
+				}
+				starts[0] = 0
+				ng = 1
+			}
+			digits[nd] = c
+			nd++
+		case (c == ' ' || c == '-') && i > 0 && isDigit(s[i-1]) && i+1 < len(s) && isDigit(s[i+1]):
+			// a separator inside a run of groups
+		default:
+			if flush() {
+				return true
+			}
+		}
+	}
+	return flush()
+}
+
+// checkRun tries every contiguous sequence of groups in a run of digits.
+func checkRun(digits []byte, starts []int) bool {
+	ends := func(g int) int {
+		if g+1 < len(starts) {
+			return starts[g+1]
+		}
+		return len(digits)
+	}
+	for a := 0; a < len(starts); a++ {
+		for b := a; b < len(starts); b++ {
+			l := ends(b) - starts[a]
+			if l > panMaxDigits {
+				break
+			}
+			if l >= panMinDigits && IsPAN(digits[starts[a]:ends(b)]) {
+				return true
+			}
+		}
+	}
+	// A single group longer than 19 digits is a number, not a card.
+	return false
+}
+
+// IsPAN reports whether digits (ASCII digits only) is a plausible card
+// number: right length, Luhn-valid and a known network prefix.
+func IsPAN(digits []byte) bool {
+	if len(digits) < panMinDigits || len(digits) > panMaxDigits {
+		return false
+	}
+	return hasNetworkPrefix(digits) && luhn(digits)
+}
+
+func luhn(d []byte) bool {
+	sum := 0
+	double := false
+	for i := len(d) - 1; i >= 0; i-- {
+		v := int(d[i] - '0')
+		if double {
+			v *= 2
+			if v > 9 {
+				v -= 9
+			}
+		}
+		sum += v
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+// hasNetworkPrefix checks the issuer identification ranges of the major
+// networks: Visa, Mastercard, American Express, Discover, JCB, Diners Club,
+// UnionPay, Maestro, RuPay and Mir.
+func hasNetworkPrefix(d []byte) bool {
+	p := func(n int) int { // first n digits as a number
+		v := 0
+		for i := 0; i < n; i++ {
+			v = v*10 + int(d[i]-'0')
+		}
+		return v
+	}
+	p2, p3, p4 := p(2), p(3), p(4)
+	switch {
+	case d[0] == '4': // Visa
+		return true
+	case p2 >= 51 && p2 <= 55, p4 >= 2221 && p4 <= 2720: // Mastercard
+		return true
+	case p2 == 34 || p2 == 37: // American Express
+		return true
+	case p4 == 6011, p3 >= 644 && p3 <= 649, p2 == 65: // Discover, RuPay
+		return true
+	case p4 >= 3528 && p4 <= 3589: // JCB
+		return true
+	case p3 >= 300 && p3 <= 305, p2 == 36, p2 == 38, p2 == 39: // Diners Club
+		return true
+	case p2 == 62, p2 == 60, p2 == 81, p2 == 82: // UnionPay, RuPay
+		return true
+	case p2 == 50, p2 >= 56 && p2 <= 69: // Maestro
+		return true
+	case p4 >= 2200 && p4 <= 2204: // Mir
+		return true
+	}
+	return false
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
