@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-fraud/vigil/engine/event"
@@ -25,6 +26,8 @@ type Engine struct {
 	metrics  *Metrics
 	scratch  sync.Pool
 	now      func() time.Time
+	sink     Sink
+	reads    atomic.Pointer[readSet]
 }
 
 // Options configure an Engine.
@@ -36,6 +39,8 @@ type Options struct {
 	IdempotencyMaxEntries int
 	// Metrics to record into; nil creates new ones.
 	Metrics *Metrics
+	// Sink receives a Record per fresh decision; nil: none.
+	Sink Sink
 }
 
 // scratch is the per-goroutine working memory of one scoring.
@@ -60,7 +65,7 @@ func New(f *features.Engine, r *rules.Manager, o Options) (*Engine, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	e := &Engine{features: f, rules: r, metrics: o.Metrics, now: time.Now,
+	e := &Engine{features: f, rules: r, metrics: o.Metrics, now: time.Now, sink: o.Sink,
 		recent: newRecentDecisions(o.IdempotencyRetention, o.IdempotencyMaxEntries)}
 	schema := f.Schema()
 	e.scratch.New = func() any { return &scratch{vec: features.NewVector(schema)} }
@@ -83,12 +88,23 @@ func (e *Engine) RulesetChanged(old, cur *rules.Set) {
 		e.metrics.rulesetInfo.DeleteLabelValues(old.Version, old.Label)
 	}
 	e.metrics.rulesetInfo.WithLabelValues(cur.Version, cur.Label).Set(1)
+	e.reads.Store(newReadSet(cur))
 }
 
 // Score decides one validated event. An id scored before (within the
 // idempotency retention) gets the same decision back, marked Replayed, and
 // is not counted again in any feature window.
 func (e *Engine) Score(ctx context.Context, ev *event.Event, explain bool) (*Decision, error) {
+	return e.score(ctx, ev, explain, "http")
+}
+
+// ScoreFrom is Score for a named source ("http", "kafka"), recorded in the
+// decision's signal.
+func (e *Engine) ScoreFrom(ctx context.Context, ev *event.Event, source string) (*Decision, error) {
+	return e.score(ctx, ev, false, source)
+}
+
+func (e *Engine) score(ctx context.Context, ev *event.Event, explain bool, source string) (*Decision, error) {
 	start := time.Now()
 	digest := contentDigest(ev)
 	entry, first := e.recent.claim(ev.ID, digest, e.now())
@@ -136,6 +152,13 @@ func (e *Engine) Score(ctx context.Context, ev *event.Event, explain bool) (*Dec
 	out.LatencyUS = d.LatencyUS
 	e.recent.finish(entry, d)
 	e.metrics.scoreLatency.Observe(elapsed.Seconds())
+	if e.sink != nil {
+		rs := e.reads.Load()
+		if rs.set != set {
+			rs = newReadSet(set) // a reload raced this scoring
+		}
+		e.sink.Put(rs.record(ev, d, &s.res, s.vec, e.features.Schema(), source))
+	}
 	return &out, nil
 }
 

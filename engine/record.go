@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"math"
+	"time"
+
+	"github.com/vigil-fraud/vigil/engine/event"
+	"github.com/vigil-fraud/vigil/features"
+	"github.com/vigil-fraud/vigil/rules"
+)
+
+var nan = math.NaN()
+
+// Record is the normalized signal of one decision: the event's identifiers
+// (tokens only; vigil never holds card numbers), the decision, the rules
+// that fired and the feature values the rules read. Sinks (ClickHouse)
+// store it.
+type Record struct {
+	EventID   string
+	EventTime time.Time
+	DecidedAt time.Time
+	Source    string // "http" or "kafka"
+
+	Amount      int64 // minor units
+	Currency    string
+	AmountMajor float64
+	Channel     string
+
+	CardToken         string
+	CardBIN           string
+	CardCountry       string
+	AccountID         string
+	EmailHash         string
+	MerchantID        string
+	MCC               string
+	MerchantCountry   string
+	DeviceID          string
+	DeviceFingerprint string
+	IP                string // sinks store a keyed hash of it, not the address
+	BillingCountry    string
+	ShippingCountry   string
+
+	Decision  string
+	Score     int
+	Ruleset   string
+	Hits      []string // counting rule hits
+	Ignored   []string // shadow and out-of-rollout hits
+	LatencyUS int64
+
+	// FeatureNames and FeatureValues are the features the ruleset reads
+	// (parallel slices). Bools are 0/1; strings are in FeatureStrings;
+	// a missing number is NaN.
+	FeatureNames   []string
+	FeatureValues  []float64
+	FeatureStrings map[string]string
+}
+
+// Sink receives a Record per fresh decision (not for replayed ones). Put
+// must not block scoring: a sink queues, spills or drops by its own policy
+// and says so in its metrics.
+type Sink interface {
+	Put(*Record)
+}
+
+// readSet is the list of feature slots a ruleset's rules read, computed
+// once per ruleset.
+type readSet struct {
+	set   *rules.Set
+	names []string
+	slots []int
+}
+
+func newReadSet(set *rules.Set) *readSet {
+	rs := &readSet{set: set}
+	seen := map[string]bool{}
+	for _, r := range set.Rules {
+		for _, f := range r.Features {
+			if seen[f] || set.Schema == nil {
+				continue
+			}
+			if i, ok := set.Schema.Lookup(f); ok {
+				seen[f] = true
+				rs.names = append(rs.names, f)
+				rs.slots = append(rs.slots, i)
+			}
+		}
+	}
+	return rs
+}
+
+// record builds the signal of a decision.
+func (rs *readSet) record(ev *event.Event, d *Decision, res *rules.Result, v *features.Vector, schema *features.Schema, source string) *Record {
+	r := &Record{
+		EventID: ev.ID, EventTime: ev.Time, DecidedAt: time.Now().UTC(), Source: source,
+		Amount: ev.Amount, Currency: ev.Currency, AmountMajor: event.MajorUnits(ev.Amount, ev.Currency), Channel: ev.Channel,
+		CardToken: ev.Card.Token, CardBIN: ev.Card.BIN, CardCountry: ev.Card.Country,
+		AccountID: ev.Account.ID, EmailHash: ev.Account.EmailHash,
+		MerchantID: ev.Merchant.ID, MCC: ev.Merchant.MCC, MerchantCountry: ev.Merchant.Country,
+		DeviceID: ev.Device.ID, DeviceFingerprint: ev.Device.Fingerprint, IP: ev.Device.IP,
+		BillingCountry: ev.Billing.Country, ShippingCountry: ev.Shipping.Country,
+		Decision: string(d.Decision), Score: d.Score, Ruleset: d.Ruleset, LatencyUS: d.LatencyUS,
+		FeatureNames: rs.names, FeatureValues: make([]float64, len(rs.slots)),
+	}
+	for _, h := range res.Hits {
+		r.Hits = append(r.Hits, h.Rule)
+	}
+	for _, h := range res.Ignored {
+		r.Ignored = append(r.Ignored, h.Rule)
+	}
+	for i, slot := range rs.slots {
+		switch schema.Fields[slot].Type {
+		case features.Bool:
+			if v.Has[slot] && v.Bool[slot] {
+				r.FeatureValues[i] = 1
+			} else if !v.Has[slot] {
+				r.FeatureValues[i] = nan
+			}
+		case features.String:
+			r.FeatureValues[i] = nan
+			if v.Has[slot] {
+				if r.FeatureStrings == nil {
+					r.FeatureStrings = map[string]string{}
+				}
+				r.FeatureStrings[rs.names[i]] = v.Str[slot]
+			}
+		default:
+			r.FeatureValues[i] = v.Num[slot]
+		}
+	}
+	return r
+}
