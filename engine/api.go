@@ -38,7 +38,29 @@ type API struct {
 	reloader Reloader
 	ready    atomic.Bool
 	now      func() time.Time
+	extra    []route
 }
+
+type route struct {
+	pattern, name string
+	scope         Scope
+	h             http.HandlerFunc
+}
+
+// Handle adds an endpoint (pattern as in http.ServeMux, e.g. "POST
+// /v1/labels") served with the API's authentication for scope, request ids,
+// metrics (under name) and logging. Call it before Handler.
+func (a *API) Handle(pattern, name string, scope Scope, h http.HandlerFunc) {
+	a.extra = append(a.extra, route{pattern, name, scope, h})
+}
+
+// WriteError writes the API's JSON error body.
+func WriteError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	writeError(w, r, status, code, msg, nil)
+}
+
+// WriteJSON writes v as a JSON response.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
 
 // NewAPI builds the API over an engine. reloader may be nil.
 func NewAPI(e *Engine, keys *Keyring, log *slog.Logger, reloader Reloader) (*API, error) {
@@ -78,6 +100,9 @@ func (a *API) Handler() http.Handler {
 	handle("POST /v1/score", "score", ScopeScore, a.score)
 	handle("GET /v1/rules", "rules", ScopeRulesRead, a.rules)
 	handle("POST /-/reload", "reload", ScopeAdmin, a.reload)
+	for _, rt := range a.extra {
+		handle(rt.pattern, rt.name, rt.scope, rt.h)
+	}
 	mux.Handle("/", a.wrap("unknown", "", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	}))
