@@ -95,11 +95,22 @@ func (e *Engine) RulesetChanged(old, cur *rules.Set) {
 // idempotency retention) gets the same decision back, marked Replayed, and
 // is not counted again in any feature window.
 func (e *Engine) Score(ctx context.Context, ev *event.Event, explain bool) (*Decision, error) {
-	return e.score(ctx, ev, explain, "http")
+	return e.score(ctx, ev, explain, SourceHTTP)
 }
 
-// ScoreFrom is Score for a named source ("http", "kafka"), recorded in the
-// decision's signal.
+// Sources of a scoring, recorded in signals.
+const (
+	SourceHTTP  = "http"
+	SourceKafka = "kafka"
+	// SourceRebuild scores an event only to rebuild state after a restart
+	// or a rebalance: the decision is remembered (so a redelivery gets it
+	// back) but no signal is recorded, since one was when it was first
+	// decided.
+	SourceRebuild = "rebuild"
+)
+
+// ScoreFrom is Score for a named source (SourceHTTP, SourceKafka,
+// SourceRebuild).
 func (e *Engine) ScoreFrom(ctx context.Context, ev *event.Event, source string) (*Decision, error) {
 	return e.score(ctx, ev, false, source)
 }
@@ -152,7 +163,7 @@ func (e *Engine) score(ctx context.Context, ev *event.Event, explain bool, sourc
 	out.LatencyUS = d.LatencyUS
 	e.recent.finish(entry, d)
 	e.metrics.scoreLatency.Observe(elapsed.Seconds())
-	if e.sink != nil {
+	if e.sink != nil && source != SourceRebuild {
 		rs := e.reads.Load()
 		if rs.set != set {
 			rs = newReadSet(set) // a reload raced this scoring
