@@ -4,7 +4,7 @@ BIN     := bin/vigil
 PKGS    := ./...
 FUZZTIME ?= 60s
 
-.PHONY: all build run test test-unit bench lint fuzz clean
+.PHONY: all build run test test-unit bench lint fuzz clean services-up services-down
 
 all: build
 
@@ -15,9 +15,20 @@ build:
 run: build
 	./$(BIN) serve
 
-## test: all tests with the race detector
+## test: start Kafka and ClickHouse on loopback (installed on first use),
+## run all tests with the race detector, stop the services
 test: lint
-	$(GO) test -race -count=1 $(PKGS)
+	deploy/services.sh up
+	env $$(deploy/services.sh env) $(GO) test -race -count=1 -timeout 30m $(PKGS); \
+	status=$$?; deploy/services.sh down >/dev/null; exit $$status
+
+## services-up / services-down: the real services alone (for local runs:
+## `export $$(deploy/services.sh env)` then go test)
+services-up:
+	deploy/services.sh up
+	@deploy/services.sh env
+services-down:
+	deploy/services.sh down
 
 ## test-unit: tests without the race detector (quick)
 test-unit:
