@@ -1,111 +1,613 @@
 package features
 
 import (
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
+	"math"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/vigil-fraud/vigil/engine/event"
 )
 
-// Engine computes features for events and records them in its state. It is
-// safe for concurrent use.
+// Engine computes features for events and records events in its state. It
+// is safe for concurrent use: state is split by entity kind and, within a
+// kind, into 256 shards each with its own lock; an event takes one shard
+// lock per entity kind it has a key for, never a global one.
 //
-// Window semantics: a feature over window w of the event at time t covers
-// the entity's events with time in (t − w, t], the current event included.
+// Window semantics: a window feature over w of an event at time t covers
+// the entity's recorded events with time in (t − w, t], the event itself
+// included, at the definition's bucket resolution. See docs/features.md.
 type Engine struct {
-	schema *Schema
-	defs   []compiled
-	seed   maphash.Seed
-	shards [numShards]shard
+	schema    *Schema
+	kinds     []*kind
+	stateless []statelessPlan
+	filters   filters
+	geo       *geoDB
+	fp        *fingerprinter
+	valueSeed maphash.Seed
+	m         metrics
+	log       *slog.Logger
+
+	maxEntities int64
+	lateness    int64 // seconds
+	retention   int64 // seconds
+	randomKey   bool
+	horizon     int64 // seconds: longest window + lateness
+
+	tracked   atomic.Int64
+	watermark atomic.Uint32
+	lastWarn  atomic.Int64
 }
 
-const numShards = 256
-
-type compiled struct {
-	def    Definition
-	key    func(*event.Event) string
-	slots  []int // one per window
-	series int   // index of the entity's series
+// statelessPlan is a feature of the event alone: value, distance, mismatch.
+type statelessPlan struct {
+	kind     Kind
+	field    fieldSpec
+	a, b     fieldSpec
+	from, to func(*evctx) (float64, float64, bool)
+	slot     int
 }
 
-type shard struct {
-	mu       sync.Mutex
-	entities map[string]*entity
+// anomalyOut is an anomaly feature read from a series.
+type anomalyOut struct {
+	measure    string
+	wl         int64 // window length in buckets
+	win        int   // its index in the series' windows
+	minHistory int
+	slot       int
 }
 
-// entity is the naive state of one entity: its recent events.
-type entity struct {
-	times  []int64
-	values []float64
-}
-
-// New builds an engine for the definitions.
-func New(f *File) (*Engine, error) {
-	var fields []Field
-	e := &Engine{seed: maphash.MakeSeed()}
-	for i := range e.shards {
-		e.shards[i].entities = map[string]*entity{}
+// New builds an engine for the definitions, with at most one Options (the
+// zero Options when none). It returns an error, never panics, for invalid
+// options, an unreadable geo database, or definitions that need one.
+func New(f *File, opts ...Options) (*Engine, error) {
+	if f == nil {
+		return nil, errors.New("features: no definitions")
 	}
-	for i, d := range f.Features {
-		key, _ := event.StringField(d.Entity)
-		c := compiled{def: d, key: key, series: i}
-		for _, w := range d.Windows {
-			c.slots = append(c.slots, len(fields))
-			fields = append(fields, Field{Name: d.Name + "_" + w.String(), Type: Number, Help: d.Help})
-		}
-		e.defs = append(e.defs, c)
+	if len(opts) > 1 {
+		return nil, errors.New("features: at most one Options")
 	}
-	s, err := NewSchema(fields)
+	var o Options
+	if len(opts) == 1 {
+		o = opts[0]
+	}
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("features: %w", err)
+	}
+	o = o.withDefaults()
+	e := &Engine{valueSeed: maphash.MakeSeed(), log: o.Logger, maxEntities: int64(o.MaxEntities),
+		lateness: int64(o.Lateness.Seconds()), retention: int64(o.Retention.Seconds())}
+	key := o.FingerprintKey
+	if key == nil {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+		e.randomKey = true
+	}
+	e.fp = newFingerprinter(key)
+	if err := e.compile(f); err != nil {
+		return nil, fmt.Errorf("features: %w", err)
+	}
+	geo, err := openGeo([]string{o.GeoIPDatabase, o.ASNDatabase}, o.GeoCacheSize, &e.m)
 	if err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
-	e.schema = s
+	e.geo = geo
 	return e, nil
+}
+
+// Close releases the geo databases. The engine must not be used after.
+func (e *Engine) Close() error {
+	e.geo.close()
+	return nil
 }
 
 // Schema lists the features the engine computes.
 func (e *Engine) Schema() *Schema { return e.schema }
 
-// Observe computes the features of ev into v, the event itself included,
-// and records ev in the state.
-func (e *Engine) Observe(ev *event.Event, v *Vector) {
+// Horizon is how much event-time history the windows read: the longest
+// window plus the lateness. Replaying this much history before an event
+// rebuilds the window features it sees.
+func (e *Engine) Horizon() time.Duration { return time.Duration(e.horizon) * time.Second }
+
+// Lateness is the configured lateness bound.
+func (e *Engine) Lateness() time.Duration { return time.Duration(e.lateness) * time.Second }
+
+// compile turns definitions into per-kind plans and the schema.
+func (e *Engine) compile(f *File) error {
+	var fields []Field
+	kinds := map[string]*kind{}
+	kindOf := func(d *Definition) *kind {
+		name := d.EntityName()
+		if k, ok := kinds[name]; ok {
+			return k
+		}
+		k := &kind{name: name}
+		for _, p := range d.Entity {
+			fs, _ := lookupField(p)
+			k.parts = append(k.parts, fs)
+			k.seeds = append(k.seeds, maphash.MakeSeed())
+		}
+		for i := range k.shards {
+			k.shards[i].init()
+		}
+		kinds[name] = k
+		e.kinds = append(e.kinds, k)
+		return k
+	}
+	filterOf := func(d *Definition) (int, error) {
+		if d.Filter == "" {
+			return -1, nil
+		}
+		return e.filters.index(d.Filter)
+	}
+	usesFP := false
+	for di := range f.Features {
+		d := &f.Features[di]
+		outs := d.Outputs()
+		base := len(fields)
+		fields = append(fields, outs...)
+		fi, err := filterOf(d)
+		if err != nil {
+			return fmt.Errorf("%s: feature %q: %w", d.Pos, d.Name, err)
+		}
+		for _, p := range append(append([]string{d.Field}, d.Entity...), d.Fields...) {
+			if p == "device.fingerprint" {
+				usesFP = true
+			}
+		}
+		switch d.Kind {
+		case KindWindow:
+			k := kindOf(d)
+			if d.Aggregate == Distinct {
+				sp := e.setPlanFor(k, d, fi)
+				for j, w := range d.Windows {
+					sp.outs = append(sp.outs, setOut{wl: int64(w.Length.Seconds()), slot: base + j})
+				}
+				continue
+			}
+			sp := e.seriesPlanFor(k, d, fi)
+			for j, w := range d.Windows {
+				sp.outs = append(sp.outs, seriesOut{agg: d.Aggregate, wl: int64(w.Length / d.Resolution), slot: base + j})
+			}
+		case KindAnomaly:
+			k := kindOf(d)
+			sp := e.seriesPlanFor(k, d, fi)
+			for j, w := range d.Windows {
+				sp.anom = append(sp.anom, anomalyOut{measure: d.Measure, wl: int64(w.Length / d.Resolution), minHistory: d.MinHistory, slot: base + j})
+			}
+		case KindRecency:
+			k := kindOf(d)
+			k.recency = append(k.recency, recencyPlan{measure: d.Measure, slot: base})
+			if d.Measure == SinceLast && e.lateness > 0 {
+				k.needRecent = true
+			}
+		case KindNovelty:
+			k := kindOf(d)
+			fs, _ := lookupField(d.Field)
+			k.seen = append(k.seen, &seenPlan{field: fs, filter: fi, lookback: int64(d.Lookback.Seconds()),
+				capacity: d.Capacity, slot: base, index: len(k.seen)})
+		case KindTravel:
+			k := kindOf(d)
+			loc, _ := locationSource(d.Location)
+			k.travel = append(k.travel, &travelPlan{loc: loc, slot: base, index: len(k.travel)})
+		case KindHourOfDay:
+			k := kindOf(d)
+			k.hours = append(k.hours, &hourPlan{filter: fi, minHistory: d.MinHistory, slot: base, index: len(k.hours)})
+		case KindValue:
+			fs, _ := lookupField(d.Field)
+			e.stateless = append(e.stateless, statelessPlan{kind: d.Kind, field: fs, slot: base})
+		case KindMismatch:
+			a, _ := lookupField(d.Fields[0])
+			b, _ := lookupField(d.Fields[1])
+			e.stateless = append(e.stateless, statelessPlan{kind: d.Kind, a: a, b: b, slot: base})
+		case KindDistance:
+			from, _ := locationSource(d.From)
+			to, _ := locationSource(d.To)
+			e.stateless = append(e.stateless, statelessPlan{kind: d.Kind, from: from, to: to, slot: base})
+		default:
+			return fmt.Errorf("%s: feature %q: unknown kind %q", d.Pos, d.Name, d.Kind)
+		}
+	}
+	longest := int64(0)
+	for _, k := range e.kinds {
+		for _, sp := range k.series {
+			sp.keepB = sp.wins[len(sp.wins)-1] + (e.lateness+sp.res-1)/sp.res + 1
+			sp.layout()
+			for i := range sp.outs {
+				sp.outs[i].win = indexOf(sp.wins, sp.outs[i].wl)
+			}
+			for i := range sp.anom {
+				sp.anom[i].win = indexOf(sp.wins, sp.anom[i].wl)
+			}
+			k.windowSec = max(k.windowSec, sp.wins[len(sp.wins)-1]*sp.res)
+		}
+		for _, sp := range k.sets {
+			sp.keep = sp.wins[len(sp.wins)-1] + e.lateness
+			sp.lateness = e.lateness
+			for i := range sp.outs {
+				sp.outs[i].win = indexOf(sp.wins, sp.outs[i].wl)
+			}
+			k.windowSec = max(k.windowSec, sp.wins[len(sp.wins)-1])
+		}
+		k.needExt = len(k.series) > 1 || len(k.sets) > 0 || len(k.seen) > 0 || k.needRecent || len(k.travel) > 0 || len(k.hours) > 0
+		longest = max(longest, k.windowSec)
+	}
+	e.horizon = longest + e.lateness
+	if e.retention < longest+e.lateness {
+		return fmt.Errorf("retention %ds is shorter than the longest window plus the lateness (%ds)", e.retention, longest+e.lateness)
+	}
+	if usesFP && e.randomKey {
+		e.log.Warn("features: no fingerprint key configured; derived device fingerprints use a random key and change at restart")
+	}
+	s, err := NewSchema(fields)
+	if err != nil {
+		return err
+	}
+	e.schema = s
+	return nil
+}
+
+func indexOf(xs []int64, x int64) int {
+	for i, v := range xs {
+		if v == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// insertSorted adds x to a sorted set.
+func insertSorted(xs []int64, x int64) []int64 {
+	for i, v := range xs {
+		if v == x {
+			return xs
+		}
+		if v > x {
+			return append(xs[:i], append([]int64{x}, xs[i:]...)...)
+		}
+	}
+	return append(xs, x)
+}
+
+// seriesPlanFor finds or adds the series of d (definitions on the same
+// entity, filter, field and resolution share one).
+func (e *Engine) seriesPlanFor(k *kind, d *Definition, fi int) *seriesPlan {
+	field := d.Field
+	if d.Aggregate == Count && d.Kind == KindWindow {
+		field = "amount" // always present: a count shares the amount series
+	}
+	key := fmt.Sprintf("%s|%d|%d", field, fi, d.Resolution)
+	var sp *seriesPlan
+	for _, s := range k.series {
+		if s.key == key {
+			sp = s
+		}
+	}
+	if sp == nil {
+		sp = &seriesPlan{key: key, res: int64(d.Resolution.Seconds()), filter: fi, scale: 1, index: len(k.series)}
+		if field != "" {
+			fs, _ := lookupField(field)
+			sp.value = fs.num
+			if field == "amount" {
+				sp.value, sp.scale = amountStored, amountScale
+			}
+		}
+		k.series = append(k.series, sp)
+	}
+	for _, w := range d.Windows {
+		sp.wins = insertSorted(sp.wins, int64(w.Length/d.Resolution))
+	}
+	switch {
+	case d.Kind == KindAnomaly:
+		sp.sum, sp.sq = true, true
+	case d.Aggregate == Sum || d.Aggregate == Avg:
+		sp.sum = true
+	case d.Aggregate == StdDev:
+		sp.sum, sp.sq = true, true
+	case d.Aggregate == Min || d.Aggregate == Max:
+		sp.mm = true
+	}
+	return sp
+}
+
+func (e *Engine) setPlanFor(k *kind, d *Definition, fi int) *setPlan {
+	key := fmt.Sprintf("%s|%d|%d|%d", d.Field, fi, d.ExactUpTo, d.Precision)
+	var sp *setPlan
+	for _, s := range k.sets {
+		if s.key == key {
+			sp = s
+		}
+	}
+	if sp == nil {
+		fs, _ := lookupField(d.Field)
+		sp = &setPlan{key: key, field: fs, filter: fi, exactUpTo: d.ExactUpTo, precision: uint8(d.Precision), index: len(k.sets)}
+		k.sets = append(k.sets, sp)
+	}
+	for _, w := range d.Windows {
+		sp.wins = insertSorted(sp.wins, int64(w.Length.Seconds()))
+	}
+	return sp
+}
+
+// Observe computes the features of ev into v, ev itself included in every
+// window, and records ev in the state. Safe for concurrent use; no
+// allocation in steady state.
+func (e *Engine) Observe(ev *event.Event, v *Vector) { e.run(ev, v, true) }
+
+// Peek computes the same values Observe would, but records nothing (except
+// caches: HyperLogLog estimates, geo lookups).
+func (e *Engine) Peek(ev *event.Event, v *Vector) { e.run(ev, v, false) }
+
+func (e *Engine) run(ev *event.Event, v *Vector, record bool) {
 	v.Reset()
-	t := ev.Time.UnixNano()
-	amount := event.MajorUnits(ev.Amount, ev.Currency)
-	for _, c := range e.defs {
-		k := c.key(ev)
-		if k == "" {
-			continue
-		}
-		k = fmt.Sprintf("%d\x00%s", c.series, k)
-		sh := &e.shards[maphash.String(e.seed, k)%numShards]
-		sh.mu.Lock()
-		en := sh.entities[k]
-		if en == nil {
-			en = &entity{}
-			sh.entities[k] = en
-		}
-		en.times = append(en.times, t)
-		en.values = append(en.values, amount)
-		for wi, w := range c.def.Windows {
-			from := t - int64(w.Length)
-			n, sum := 0, 0.0
-			for j, et := range en.times {
-				if et > from && et <= t {
-					n++
-					sum += en.values[j]
+	// The context escapes (features call through func values): pool it.
+	c, _ := ctxPool.Get().(*evctx)
+	if c == nil {
+		c = new(evctx)
+	}
+	defer ctxPool.Put(c)
+	if c.init(e, ev) {
+		if record {
+			for {
+				wm := e.watermark.Load()
+				if c.t <= wm || e.watermark.CompareAndSwap(wm, c.t) {
+					break
 				}
 			}
-			switch c.def.Aggregate {
-			case Count:
-				v.SetNum(c.slots[wi], float64(n))
-			case Sum:
-				v.SetNum(c.slots[wi], sum)
-			case Avg:
-				v.SetNum(c.slots[wi], sum/float64(n))
+		}
+		for _, k := range e.kinds {
+			e.process(k, c, v, record)
+		}
+	}
+	for i := range e.stateless {
+		e.stateless[i].compute(c, v)
+	}
+	c.releaseFilters()
+	*c = evctx{}
+}
+
+var ctxPool sync.Pool
+
+// noEntity stands for an entity not tracked (read only: Peek, or a kind
+// whose key the event lacks).
+var noEntity entity
+
+func (p *statelessPlan) compute(c *evctx, v *Vector) {
+	switch p.kind {
+	case KindValue:
+		if p.field.str != nil {
+			v.SetStr(p.slot, p.field.str(c))
+		} else if x, ok := p.field.num(c); ok {
+			v.SetNum(p.slot, x)
+		}
+	case KindMismatch:
+		a, b := p.a.str(c), p.b.str(c)
+		if a != "" && b != "" {
+			v.SetBool(p.slot, !strings.EqualFold(a, b))
+		}
+	case KindDistance:
+		lat1, lon1, ok1 := p.from(c)
+		lat2, lon2, ok2 := p.to(c)
+		if ok1 && ok2 {
+			v.SetNum(p.slot, haversineKm(lat1, lon1, lat2, lon2))
+		}
+	}
+}
+
+// Timing of an event for one entity.
+const (
+	inOrder = iota // at or after the entity's newest event (or a new entity)
+	late           // behind it, within the lateness: recorded
+	tooLate        // behind it beyond the lateness: not recorded
+)
+
+// process computes and (when record) records the features of kind k.
+func (e *Engine) process(k *kind, c *evctx, v *Vector, record bool) {
+	key, ok := k.keyOf(c)
+	if !ok {
+		return
+	}
+	sh := k.shardOf(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	en := sh.t.get(key)
+	found := en != nil
+	if !found {
+		en = &noEntity
+	}
+	t := c.t
+	timing := inOrder
+	if found && t < en.newest {
+		timing = late
+		if int64(t) < int64(en.newest)-e.lateness {
+			timing = tooLate
+		}
+	}
+	rec := record && timing != tooLate
+	if record {
+		switch timing {
+		case late:
+			k.lateAccepted.Add(1)
+		case tooLate:
+			k.lateDropped.Add(1)
+		}
+	}
+	if rec && !found {
+		en = e.create(k, sh, key)
+	}
+	anchor := t
+	if timing == tooLate {
+		anchor = en.newest
+	}
+	hadHistory := en.newest != 0
+	x := en.x
+
+	// Window series and the anomaly features read from them.
+	for _, sp := range k.series {
+		val, has := 0.0, true
+		if sp.value != nil {
+			val, has = sp.value(c)
+		}
+		pass := has && c.pass(sp.filter)
+		B := int64(anchor) / sp.res
+		b := en.blob(sp.index)
+		if rec {
+			if pass {
+				b = sp.record(b, B, one(val))
+				en.setBlob(sp.index, b)
+			} else if b != nil && B > anchorOf(b) {
+				b = sp.advance(b, B)
+				en.setBlob(sp.index, b)
 			}
 		}
-		sh.mu.Unlock()
+		for _, o := range sp.outs {
+			a := sp.at(b, B, o.win)
+			if pass && !rec {
+				a.add(one(val))
+			}
+			sp.output(v, o.slot, o.agg, a)
+		}
+		for _, o := range sp.anom {
+			a := sp.at(b, B, o.win)
+			if pass && rec {
+				a.sub(one(val)) // history: without this event
+			}
+			if has {
+				anomaly(v, o, a, val, sp.scale)
+			}
+		}
+	}
+	// Distinct counts.
+	for _, sp := range k.sets {
+		h, has := sp.field.hash(c, e.valueSeed)
+		pass := has && c.pass(sp.filter)
+		var s *valueSet
+		if x != nil {
+			s = x.set(sp.index)
+		}
+		if rec && pass {
+			wasSketch := s.sk != nil
+			sp.record(s, t, h)
+			if !wasSketch && s.sk != nil {
+				e.m.sketches.Add(1)
+			}
+		}
+		for _, o := range sp.outs {
+			v.SetNum(o.slot, sp.value(s, anchor, o.win, h, pass && !rec))
+		}
+	}
+	// Novelty.
+	for _, sp := range k.seen {
+		h, has := sp.field.hash(c, e.valueSeed)
+		if !has {
+			continue
+		}
+		var s *seenSet
+		if x != nil {
+			s = &x.seen[sp.index]
+		}
+		if isNew, ok := sp.isNew(s, anchor, h); ok {
+			v.SetBool(sp.slot, isNew)
+		}
+		if rec && c.pass(sp.filter) {
+			sp.record(s, t, h)
+		}
+	}
+	// Recency.
+	for _, rp := range k.recency {
+		switch rp.measure {
+		case SinceFirst:
+			if hadHistory {
+				v.SetNum(rp.slot, float64(int64(anchor)-int64(min(en.first, anchor))))
+			} else {
+				v.SetNum(rp.slot, 0)
+			}
+		case SinceLast:
+			if hadHistory {
+				var r *recentTimes
+				if x != nil {
+					r = &x.recent
+				}
+				if prev, ok := prevAt(r, en.newest, anchor); ok {
+					v.SetNum(rp.slot, float64(anchor-prev))
+				}
+			}
+		}
+	}
+	// Travel.
+	for _, tp := range k.travel {
+		lat, lon, ok := tp.loc(c)
+		if !ok {
+			continue
+		}
+		var s *travelState
+		if x != nil {
+			s = &x.travel[tp.index]
+		}
+		if kmh, ok := tp.speed(s, anchor, lat, lon); ok {
+			v.SetNum(tp.slot, kmh)
+		}
+		if rec {
+			tp.record(s, t, lat, lon)
+		}
+	}
+	// Hour of day.
+	for _, hp := range k.hours {
+		var h *hourHist
+		if x != nil {
+			h = &x.hours[hp.index]
+		}
+		if u, ok := hp.unusualness(h, anchor); ok {
+			v.SetNum(hp.slot, u)
+		}
+		if rec && c.pass(hp.filter) {
+			hp.record(h, t)
+		}
+	}
+	if rec {
+		if en.first == 0 || t < en.first {
+			en.first = t
+		}
+		if t > en.newest {
+			en.newest = t
+		}
+		if k.needRecent {
+			x.recent.record(t, en.newest, e.lateness)
+		}
+	}
+}
+
+func prevAt(r *recentTimes, newest, t uint32) (uint32, bool) {
+	if t >= newest || r == nil {
+		return newest, t >= newest
+	}
+	return r.prevAt(newest, t)
+}
+
+// anomaly writes a z-score or ratio of x (stored units) against the
+// history aggregate a. The standard deviation is floored at 1% of the
+// mean's magnitude and at 0.01 of the field's unit, so that a constant
+// history gives a large, finite score.
+func anomaly(v *Vector, o anomalyOut, a agg, x, scale float64) {
+	if a.n < uint64(o.minHistory) || a.n == 0 {
+		return
+	}
+	n := float64(a.n)
+	mean := a.sum / n
+	switch o.measure {
+	case Ratio:
+		if mean > 0 {
+			v.SetNum(o.slot, x/mean)
+		}
+	case ZScore:
+		sd := math.Sqrt(math.Max(0, a.sq/n-mean*mean))
+		sd = math.Max(sd, math.Max(0.01*math.Abs(mean), 0.01*scale))
+		v.SetNum(o.slot, (x-mean)/sd)
 	}
 }

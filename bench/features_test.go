@@ -1,0 +1,336 @@
+// Benchmarks of the features engine (issue #3). Figures and commands are in
+// RESULTS-features.md.
+package bench
+
+import (
+	"compress/gzip"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/vigil-fraud/vigil/engine/event"
+	"github.com/vigil-fraud/vigil/features"
+)
+
+// benchDefs: 12 aggregates (every kind of aggregate) over 3 windows on 4
+// entity kinds: 36 features.
+const benchDefs = `
+features:
+  - {name: card_count, entity: card.token, aggregate: count, windows: [10m, 1h, 24h]}
+  - {name: card_sum, entity: card.token, aggregate: sum, field: amount, windows: [10m, 1h, 24h]}
+  - {name: card_merchants, entity: card.token, aggregate: distinct, field: merchant.id, windows: [10m, 1h, 24h]}
+  - {name: account_count, entity: account.id, aggregate: count, windows: [10m, 1h, 24h]}
+  - {name: account_avg, entity: account.id, aggregate: avg, field: amount, windows: [10m, 1h, 24h]}
+  - {name: account_sd, entity: account.id, aggregate: stddev, field: amount, windows: [10m, 1h, 24h]}
+  - {name: ip_count, entity: device.ip, aggregate: count, windows: [10m, 1h, 24h]}
+  - {name: ip_accounts, entity: device.ip, aggregate: distinct, field: account.id, windows: [10m, 1h, 24h]}
+  - {name: ip_max, entity: device.ip, aggregate: max, field: amount, windows: [10m, 1h, 24h]}
+  - {name: merchant_count, entity: merchant.id, aggregate: count, windows: [10m, 1h, 24h]}
+  - {name: merchant_sum, entity: merchant.id, aggregate: sum, field: amount, windows: [10m, 1h, 24h]}
+  - {name: merchant_min, entity: merchant.id, aggregate: min, field: amount, windows: [10m, 1h, 24h]}
+`
+
+const (
+	benchEntities = 1_000_000 // per entity kind
+	benchRing     = 1 << 20   // pre-drawn events cycled through
+	benchRate     = 35        // simulated events per second: ~3 a day per uniform key
+)
+
+// workload is a pre-drawn stream: key indexes per kind and amounts, so that
+// the timed loop draws nothing and allocates nothing. Key texts are written
+// into per-kind buffers for each event, as a server has them fresh from the
+// request (hot in cache), rather than read from a table of 4M strings; the
+// engine keeps only keyed hashes, never the strings.
+type workload struct {
+	idx     [4][]int32
+	amounts []int64
+	bufs    [4][24]byte
+}
+
+var prefixes = [4]string{"tok_", "acct_", "ip_", "m_"}
+
+func (w *workload) key(k int, i int32) string {
+	b := w.bufs[k][:0]
+	b = append(b, prefixes[k]...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	return unsafe.String(&w.bufs[k][0], len(b))
+}
+
+func newWorkload(zipf bool) *workload {
+	w := &workload{amounts: make([]int64, benchRing)}
+	rng := rand.New(rand.NewPCG(42, 1))
+	for k := range 4 {
+		w.idx[k] = make([]int32, benchRing)
+		z := rand.NewZipf(rng, 1.1, 1, benchEntities-1)
+		perm := rng.Perm(benchEntities) // hot keys differ per kind
+		for i := range w.idx[k] {
+			if zipf {
+				w.idx[k][i] = int32(perm[z.Uint64()])
+			} else {
+				w.idx[k][i] = int32(rng.IntN(benchEntities))
+			}
+		}
+	}
+	for i := range w.amounts {
+		w.amounts[i] = 100 + rng.Int64N(50_000)
+	}
+	return w
+}
+
+// fill sets ev to the i-th event of the stream.
+func (w *workload) fill(ev *event.Event, i int, at time.Time) {
+	j := i % benchRing
+	ev.Time = at
+	ev.Amount = w.amounts[j]
+	ev.Card.Token = w.key(0, w.idx[0][j])
+	ev.Account.ID = w.key(1, w.idx[1][j])
+	ev.Device.IP = w.key(2, w.idx[2][j])
+	ev.Merchant.ID = w.key(3, w.idx[3][j])
+}
+
+type warmEngine struct {
+	e    *features.Engine
+	w    *workload
+	v    *features.Vector
+	next int // stream position
+}
+
+var (
+	warmMu    sync.Mutex
+	warmCache = map[bool]*warmEngine{}
+)
+
+// warm returns an engine that has seen 4 million events of the stream
+// (every uniform key about 4 times; 1.3 days of event time at 35 events/s,
+// so 24h windows are full: steady state), shared by the runs of a
+// benchmark.
+func warm(b *testing.B, zipf bool) *warmEngine {
+	warmMu.Lock()
+	defer warmMu.Unlock()
+	if we, ok := warmCache[zipf]; ok {
+		return we
+	}
+	f, err := features.Parse("bench.yaml", []byte(benchDefs))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := features.New(f, features.Options{MaxEntities: 5_000_000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	we := &warmEngine{e: e, w: newWorkload(zipf), v: features.NewVector(e.Schema())}
+	ev := event.Event{ID: "x", Currency: "USD"}
+	for range 4_000_000 {
+		we.step(&ev)
+	}
+	runtime.GC()
+	warmCache[zipf] = we
+	return we
+}
+
+var benchT0 = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (we *warmEngine) step(ev *event.Event) {
+	at := benchT0.Add(time.Duration(we.next) * (time.Second / benchRate))
+	we.w.fill(ev, we.next, at)
+	we.e.Observe(ev, we.v)
+	we.next++
+}
+
+// BenchmarkFeaturesObserve: one goroutine, 36 features, 4 kinds × 1M
+// entities, Zipf(1.1) or uniform keys. Reports ns and allocations per event
+// and the latency distribution (p50/p99/p999 per event, measured with the
+// monotonic clock around each Observe: ~40 ns of the figure is the clock).
+func BenchmarkFeaturesObserve(b *testing.B) {
+	for _, dist := range []string{"uniform", "zipf"} {
+		b.Run(dist, func(b *testing.B) {
+			we := warm(b, dist == "zipf")
+			ev := event.Event{ID: "x", Currency: "USD"}
+			lat := make([]int32, 0, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				we.step(&ev)
+				lat = append(lat, int32(time.Since(start)))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			q := func(p float64) float64 { return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) }
+			b.ReportMetric(q(0.50), "p50-ns")
+			b.ReportMetric(q(0.99), "p99-ns")
+			b.ReportMetric(q(0.999), "p999-ns")
+		})
+	}
+}
+
+// BenchmarkFeaturesPeek: the same, recording nothing.
+func BenchmarkFeaturesPeek(b *testing.B) {
+	we := warm(b, true)
+	ev := event.Event{ID: "x", Currency: "USD"}
+	at := benchT0.Add(time.Duration(we.next) * (time.Second / benchRate))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		we.w.fill(&ev, i, at)
+		we.e.Peek(&ev, we.v)
+	}
+}
+
+// BenchmarkFeaturesBytesPerCard measures the heap per card entity holding
+// count and sum over 1h/24h/7d with the FDH month's activity (about 2
+// transactions a day at random times): 1M cards, 8 days of events, heap
+// measured with runtime.ReadMemStats after a GC. Runs once whatever b.N.
+func BenchmarkFeaturesBytesPerCard(b *testing.B) {
+	const cards, days, perDay = 1_000_000, 8, 2
+	f, err := features.Parse("cards.yaml", []byte(`
+features:
+  - {name: card_count, entity: card.token, aggregate: count, windows: [1h, 24h, 7d]}
+  - {name: card_sum, entity: card.token, aggregate: sum, field: amount, windows: [1h, 24h, 7d]}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, cards)
+	for i := range keys {
+		keys[i] = "tok_" + strconv.Itoa(i)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	e, err := features.New(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := features.NewVector(e.Schema())
+	ev := event.Event{ID: "x", Currency: "USD"}
+	n := 0
+	start := time.Now()
+	// Each simulated second, a random card pays: cards*perDay events a day.
+	step := time.Duration(float64(24*time.Hour) / float64(cards*perDay))
+	for i := range days * perDay * cards {
+		ev.Time = benchT0.Add(time.Duration(i) * step)
+		ev.Card.Token = keys[rng.IntN(cards)]
+		ev.Amount = 100 + rng.Int64N(20_000)
+		e.Observe(&ev, v)
+		n++
+	}
+	elapsed := time.Since(start)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	st := e.Stats()
+	perEntity := float64(after.HeapAlloc-before.HeapAlloc) / float64(st.Entities)
+	b.ReportMetric(perEntity, "B/entity")
+	b.ReportMetric(float64(st.Entities), "entities")
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
+	runtime.KeepAlive(e)
+}
+
+// fdhEvents loads the shared FDH month (customer → card and account,
+// terminal → merchant), in file order.
+var fdhOnce sync.Once
+var fdhEvents []event.Event
+
+func loadFDH(b *testing.B) []event.Event {
+	fdhOnce.Do(func() {
+		root, _ := os.Getwd()
+		for {
+			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+				break
+			}
+			root = filepath.Dir(root)
+		}
+		path := filepath.Join(root, "..", "shared", "datasets", "fdh", "transactions-2018-04.csv.gz")
+		f, err := os.Open(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		z, err := gzip.NewReader(f)
+		if err != nil {
+			return
+		}
+		r := csv.NewReader(z)
+		if _, err := r.Read(); err != nil {
+			return
+		}
+		for {
+			rec, err := r.Read()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				fdhEvents = nil
+				return
+			}
+			sec, _ := strconv.ParseInt(rec[1], 10, 64)
+			amt, _ := strconv.ParseFloat(rec[4], 64)
+			fdhEvents = append(fdhEvents, event.Event{ID: rec[0], Time: time.Unix(sec, 0).UTC(),
+				Amount: int64(math.Round(amt * 100)), Currency: "USD",
+				Card: event.Card{Token: "c" + rec[2]}, Account: event.Account{ID: "c" + rec[2]},
+				Merchant: event.Merchant{ID: "t" + rec[3]}})
+		}
+	})
+	if len(fdhEvents) == 0 {
+		b.Skip("FDH dataset not found beside the repository (../shared/datasets/fdh)")
+	}
+	return fdhEvents
+}
+
+// BenchmarkFeaturesReplayFDH replays the month through the embedded default
+// definitions (30 features; no geo database, no device) on one goroutine
+// and on two (customers split by parity, so each customer stays in order).
+// One op is the whole month; events/s is the figure.
+func BenchmarkFeaturesReplayFDH(b *testing.B) {
+	evs := loadFDH(b)
+	f, err := features.Parse(features.DefaultFileName, features.DefaultFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("goroutines=%d", workers), func(b *testing.B) {
+			parts := make([][]int, workers)
+			for i := range evs {
+				c, _ := strconv.Atoi(evs[i].Card.Token[1:])
+				parts[c%workers] = append(parts[c%workers], i)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				b.StopTimer()
+				// A day of lateness: goroutines drift apart in event time.
+				e, err := features.New(f, features.Options{Lateness: 24 * time.Hour, FingerprintKey: make([]byte, 16)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				var wg sync.WaitGroup
+				for _, p := range parts {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						v := features.NewVector(e.Schema())
+						for _, i := range p {
+							e.Observe(&evs[i], v)
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(len(evs)*b.N)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}

@@ -1,0 +1,378 @@
+package features
+
+import (
+	"math/bits"
+
+	"github.com/axiomhq/hyperloglog"
+)
+
+// A distinct count keeps, per entity, the set of values seen (as 64-bit
+// keyed hashes) with each value's latest occurrence: the distinct count over
+// (t-w, t] is the number of values whose latest occurrence at or before t
+// is after t-w. That is exact, costs 16 bytes per value, and serves every
+// window of the definition. Values older than the longest window (plus the
+// lateness) are pruned.
+//
+// Late events: to answer "latest occurrence at or before t" for a t behind
+// the set's newest, each value also keeps `settled`, its latest occurrence
+// at or before newest-lateness, and the set keeps the occurrences of the
+// last `lateness` seconds. Without lateness both stay empty.
+//
+// Beyond exactUpTo values the set becomes a sketch: per window, sub-window
+// HyperLogLog sketches (see setSketch).
+type setPlan struct {
+	field     fieldSpec
+	filter    int
+	wins      []int64 // seconds, ascending
+	exactUpTo int
+	precision uint8
+	keep      int64 // seconds of history kept: longest window + lateness
+	lateness  int64
+	outs      []setOut
+	index     int
+	key       string
+}
+
+type setOut struct {
+	wl   int64 // window length, seconds
+	win  int   // its index in wins
+	slot int
+}
+
+type valueSet struct {
+	inline    [setInline]setVal // vals' first storage: small sets need no other allocation
+	newest    uint32
+	lastPrune uint32
+	live      int      // values in use in vals
+	vals      []setVal // a value's slot never moves while it is live
+	recent    []setOcc // occurrences newer than newest-lateness, sorted by time, from rhead
+	rhead     int
+	sk        *setSketch
+}
+
+// setInline values are kept inside the entity's state before vals spills
+// to its own allocation.
+const setInline = 4
+
+func (s *valueSet) init() { s.vals = s.inline[:0:setInline] }
+
+type setVal struct {
+	h       uint64
+	last    uint32 // 0: free slot
+	settled uint32
+}
+
+type setOcc struct {
+	t  uint32
+	vi uint32 // slot in vals
+}
+
+func (s *valueSet) find(h uint64) int {
+	for i := range s.vals {
+		if s.vals[i].h == h && s.vals[i].last != 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// count is the exact distinct count over (t-w, t]; with hasExtra, the
+// value h of an event not recorded is counted too.
+func (s *valueSet) count(t uint32, w int64, h uint64, hasExtra bool) int {
+	lo := int64(t) - w
+	if t >= s.newest {
+		// Every latest occurrence is at or before t.
+		n := 0
+		for i := range s.vals {
+			v := &s.vals[i]
+			if v.last != 0 && int64(v.last) > lo {
+				n++
+				if hasExtra && v.h == h {
+					hasExtra = false
+				}
+			}
+		}
+		if hasExtra {
+			n++
+		}
+		return n
+	}
+	// A late anchor: a value counts if it has an occurrence in (lo, t]:
+	// its latest if that is at or before t, else its settled one or one of
+	// the recent occurrences. One pass over each, marking slots.
+	var in [MaxExactUpTo/64 + 1]uint64
+	for i := range s.vals {
+		v := &s.vals[i]
+		switch {
+		case v.last == 0:
+		case v.last <= t:
+			if int64(v.last) > lo {
+				in[i>>6] |= 1 << (i & 63)
+			}
+		case v.settled != 0 && v.settled <= t && int64(v.settled) > lo:
+			in[i>>6] |= 1 << (i & 63)
+		}
+	}
+	for _, o := range s.recent[s.rhead:] {
+		if o.t > t {
+			break
+		}
+		if int64(o.t) > lo {
+			in[o.vi>>6] |= 1 << (o.vi & 63)
+		}
+	}
+	n := 0
+	for _, w := range in {
+		n += bits.OnesCount64(w)
+	}
+	if hasExtra {
+		if i := s.find(h); i < 0 || in[i>>6]&(1<<(i&63)) == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// record adds an occurrence of h at t.
+func (p *setPlan) record(s *valueSet, t uint32, h uint64) {
+	if s.sk != nil {
+		s.sk.insert(t, h)
+		if t > s.newest {
+			s.newest = t
+		}
+		if s.sk.empty(s.newest) {
+			*s = valueSet{newest: s.newest}
+			s.init()
+		}
+		return
+	}
+	i, free := -1, -1
+	for j := range s.vals {
+		switch v := &s.vals[j]; {
+		case v.last == 0:
+			if free < 0 {
+				free = j
+			}
+		case v.h == h:
+			i = j
+		}
+		if i >= 0 {
+			break
+		}
+	}
+	switch {
+	case i >= 0:
+		s.vals[i].last = max(s.vals[i].last, t)
+	case free >= 0:
+		i = free
+		s.vals[i] = setVal{h: h, last: t}
+		s.live++
+	default:
+		s.vals = append(s.vals, setVal{h: h, last: t})
+		i = len(s.vals) - 1
+		s.live++
+	}
+	if p.lateness > 0 {
+		if int64(t) <= int64(s.newest)-p.lateness {
+			s.vals[i].settled = max(s.vals[i].settled, t)
+		} else {
+			s.addRecent(setOcc{t: t, vi: uint32(i)})
+		}
+	}
+	if t > s.newest {
+		s.newest = t
+		p.settle(s)
+	}
+	if s.live > p.exactUpTo {
+		p.prune(s)
+		if s.live > p.exactUpTo {
+			p.toSketch(s)
+		}
+	}
+}
+
+// addRecent inserts o in time order (at the end for an event in order).
+func (s *valueSet) addRecent(o setOcc) {
+	if len(s.recent) == cap(s.recent) && s.rhead > 0 {
+		n := copy(s.recent, s.recent[s.rhead:])
+		s.recent, s.rhead = s.recent[:n], 0
+	}
+	s.recent = append(s.recent, o)
+	for i := len(s.recent) - 1; i > s.rhead && s.recent[i-1].t > o.t; i-- {
+		s.recent[i], s.recent[i-1] = s.recent[i-1], s.recent[i]
+	}
+}
+
+// settle folds occurrences older than the lateness into their values'
+// settled time, and now and then prunes values older than every window.
+func (p *setPlan) settle(s *valueSet) {
+	lim := int64(s.newest) - p.lateness
+	for s.rhead < len(s.recent) && int64(s.recent[s.rhead].t) <= lim {
+		o := s.recent[s.rhead]
+		v := &s.vals[o.vi]
+		v.settled = max(v.settled, o.t)
+		s.rhead++
+	}
+	if s.rhead == len(s.recent) {
+		s.recent, s.rhead = s.recent[:0], 0
+	}
+	if int64(s.newest-s.lastPrune) >= max(1, p.keep/16) {
+		p.prune(s)
+	}
+}
+
+// prune frees the slots of values older than every window.
+func (p *setPlan) prune(s *valueSet) {
+	s.lastPrune = s.newest
+	old := int64(s.newest) - p.keep
+	for i := range s.vals {
+		if v := &s.vals[i]; v.last != 0 && int64(v.last) <= old {
+			*v = setVal{}
+			s.live--
+		}
+	}
+	if s.live == 0 && s.rhead == len(s.recent) {
+		s.vals, s.recent, s.rhead = s.vals[:0], s.recent[:0], 0
+		if cap(s.vals) > 16 {
+			s.init()
+		}
+	}
+}
+
+func (p *setPlan) toSketch(s *valueSet) {
+	sk := newSetSketch(p)
+	for i := range s.vals {
+		if v := &s.vals[i]; v.last != 0 {
+			sk.insert(v.last, v.h)
+		}
+	}
+	for _, o := range s.recent[s.rhead:] {
+		sk.insert(o.t, s.vals[o.vi].h)
+	}
+	*s = valueSet{newest: s.newest, sk: sk}
+	s.init()
+}
+
+// value is window j's distinct count at t; with hasExtra, the value h of an
+// event not recorded is counted in (in sketch mode it is left out: the
+// estimate's error covers it).
+func (p *setPlan) value(s *valueSet, t uint32, j int, h uint64, hasExtra bool) float64 {
+	if s == nil {
+		if hasExtra {
+			return 1
+		}
+		return 0
+	}
+	if s.sk != nil {
+		return float64(s.sk.estimate(t, j))
+	}
+	return float64(s.count(t, p.wins[j], h, hasExtra))
+}
+
+// sketchSubs is the number of sub-windows a window's sketch is split into:
+// the sketch covers the window plus at most one sub-window (w/8) more of
+// the past.
+const sketchSubs = 8
+
+// setSketch is the HyperLogLog form of a large set: per window, a ring of
+// sketchSubs+1 sketches of consecutive sub-windows of length w/8, and their
+// union over the current window, kept up to date on insert and rebuilt
+// when the window slides past a sub-window. The union's estimate is cached
+// and recomputed only after enough inserts to move it by 1/32 (a dense
+// estimate costs tens of microseconds).
+type setSketch struct {
+	wins []sketchWin
+}
+
+type sketchWin struct {
+	g      int64
+	subs   [sketchSubs + 1]*hyperloglog.Sketch
+	idx    [sketchSubs + 1]int64
+	union  *hyperloglog.Sketch
+	hi     int64 // sub-window index of the union's newest sub-window, -1 none
+	est    uint64
+	dirty  uint64
+	precis uint8
+}
+
+func newSetSketch(p *setPlan) *setSketch {
+	sk := &setSketch{wins: make([]sketchWin, len(p.wins))}
+	for j, w := range p.wins {
+		sw := &sketchWin{g: (w + sketchSubs - 1) / sketchSubs, hi: -1, precis: p.precision}
+		for i := range sw.idx {
+			sw.idx[i] = -1
+		}
+		sk.wins[j] = *sw
+	}
+	return sk
+}
+
+func (w *sketchWin) newSketch() *hyperloglog.Sketch {
+	s, err := hyperloglog.NewSketch(w.precis, false)
+	if err != nil { // precision is validated to 4..16
+		panic(err)
+	}
+	return s
+}
+
+func (sk *setSketch) insert(t uint32, h uint64) {
+	for j := range sk.wins {
+		w := &sk.wins[j]
+		i := int64(t) / w.g
+		r := i % (sketchSubs + 1)
+		if w.idx[r] < i {
+			if w.subs[r] == nil {
+				w.subs[r] = w.newSketch()
+			} else {
+				w.subs[r].Reset()
+			}
+			w.idx[r] = i
+		}
+		if w.idx[r] != i {
+			continue // older than the ring holds
+		}
+		w.subs[r].InsertHash(h)
+		if w.hi >= 0 && i <= w.hi && i >= w.hi-sketchSubs {
+			w.union.InsertHash(h)
+			w.dirty++
+		}
+	}
+}
+
+// empty reports whether every sub-window is out of every window at t.
+func (sk *setSketch) empty(t uint32) bool {
+	for j := range sk.wins {
+		w := &sk.wins[j]
+		lo := int64(t)/w.g - sketchSubs
+		for _, i := range w.idx {
+			if i >= lo {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (sk *setSketch) estimate(t uint32, j int) uint64 {
+	w := &sk.wins[j]
+	hi := int64(t) / w.g
+	if hi != w.hi {
+		if w.union == nil {
+			w.union = w.newSketch()
+		} else {
+			w.union.Reset()
+		}
+		for r, i := range w.idx {
+			if i >= hi-sketchSubs && i <= hi {
+				_ = w.union.Merge(w.subs[r]) // same precision by construction
+			}
+		}
+		w.hi, w.dirty = hi, 0
+		w.est = w.union.Estimate()
+		return w.est
+	}
+	if w.dirty > 0 && (w.dirty*32 >= w.est || w.est < 32) {
+		w.est, w.dirty = w.union.Estimate(), 0
+	}
+	return w.est
+}

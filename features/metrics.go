@@ -1,0 +1,78 @@
+package features
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are plain atomic counters on the hot path, exposed through a
+// collector by Register.
+type metrics struct {
+	evictIdle, evictActive, evictExpired atomic.Uint64
+	sketches                             atomic.Uint64
+	geoHits, geoMisses, geoErrors        atomic.Uint64
+}
+
+var (
+	descEntities  = prometheus.NewDesc("vigil_features_entities", "Entities tracked, by entity kind.", []string{"entity"}, nil)
+	descEvictions = prometheus.NewDesc("vigil_features_evictions_total", "Entities dropped: idle (longest window expired) or active under the max_entities cap, or expired past the retention.", []string{"reason"}, nil)
+	descLate      = prometheus.NewDesc("vigil_features_late_events_total", "Events behind their entity's newest: accepted within the lateness (recorded) or dropped (not recorded).", []string{"entity", "outcome"}, nil)
+	descSketches  = prometheus.NewDesc("vigil_features_distinct_sketches_total", "Distinct-count sets that outgrew exact counting and became HyperLogLog sketches.", nil, nil)
+	descGeo       = prometheus.NewDesc("vigil_features_geo_lookups_total", "IP geography lookups: cache hit, miss (database read), error.", []string{"result"}, nil)
+	descWatermark = prometheus.NewDesc("vigil_features_watermark_seconds", "Newest event time seen (Unix seconds).", nil, nil)
+)
+
+type collector struct{ e *Engine }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEntities, descEvictions, descLate, descSketches, descGeo, descWatermark} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	e := c.e
+	m := &e.m
+	for _, k := range e.kinds {
+		ch <- prometheus.MustNewConstMetric(descEntities, prometheus.GaugeValue, float64(k.tracked.Load()), k.name)
+		ch <- prometheus.MustNewConstMetric(descLate, prometheus.CounterValue, float64(k.lateAccepted.Load()), k.name, "accepted")
+		ch <- prometheus.MustNewConstMetric(descLate, prometheus.CounterValue, float64(k.lateDropped.Load()), k.name, "dropped")
+	}
+	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(m.evictIdle.Load()), "idle")
+	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(m.evictActive.Load()), "active")
+	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(m.evictExpired.Load()), "expired")
+	ch <- prometheus.MustNewConstMetric(descSketches, prometheus.CounterValue, float64(m.sketches.Load()))
+	ch <- prometheus.MustNewConstMetric(descGeo, prometheus.CounterValue, float64(m.geoHits.Load()), "hit")
+	ch <- prometheus.MustNewConstMetric(descGeo, prometheus.CounterValue, float64(m.geoMisses.Load()), "miss")
+	ch <- prometheus.MustNewConstMetric(descGeo, prometheus.CounterValue, float64(m.geoErrors.Load()), "error")
+	ch <- prometheus.MustNewConstMetric(descWatermark, prometheus.GaugeValue, float64(e.watermark.Load()))
+}
+
+// Register registers the engine's metrics: vigil_features_entities{entity},
+// vigil_features_evictions_total{reason}, vigil_features_late_events_total
+// {entity,outcome}, vigil_features_distinct_sketches_total,
+// vigil_features_geo_lookups_total{result}, vigil_features_watermark_seconds.
+func (e *Engine) Register(reg prometheus.Registerer) error {
+	return reg.Register(collector{e})
+}
+
+// Stats is a snapshot of the engine's counters, for tests and tools.
+type Stats struct {
+	Entities                                   int64
+	EvictedIdle, EvictedActive, EvictedExpired uint64
+	LateAccepted, LateDropped                  uint64
+	Sketches                                   uint64
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	s := Stats{EvictedIdle: e.m.evictIdle.Load(), EvictedActive: e.m.evictActive.Load(),
+		EvictedExpired: e.m.evictExpired.Load(), Sketches: e.m.sketches.Load()}
+	for _, k := range e.kinds {
+		s.Entities += k.tracked.Load()
+		s.LateAccepted += k.lateAccepted.Load()
+		s.LateDropped += k.lateDropped.Load()
+	}
+	return s
+}
