@@ -2,7 +2,11 @@
 GO      ?= go
 BIN     := bin/vigil
 PKGS    := ./...
-FUZZTIME ?= 60s
+FUZZTIME ?= 30s
+# every fuzz target, package:function (go test fuzzes one target at a time)
+FUZZ_TARGETS := ./engine/event:FuzzDecode ./features:FuzzParse ./rules:FuzzCompile ./rules:FuzzLowering \
+	./signals:FuzzSegmentDecoder ./signals:FuzzRecordPayload ./signals:FuzzDecodeLabels \
+	./engine/stream/loadgen:FuzzReadJSONL ./engine/stream/loadgen:FuzzReadCSV
 
 .PHONY: all build run test test-unit bench lint fuzz clean services-up services-down
 
@@ -40,13 +44,15 @@ bench:
 
 ## lint: gofmt and go vet
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## fuzz: run the event decoder fuzz target for FUZZTIME
+## fuzz: run every parser and decoder fuzz target for FUZZTIME each
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/event
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
 clean:
 	rm -rf bin

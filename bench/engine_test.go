@@ -24,7 +24,7 @@ func newDefaultEngine(b *testing.B, sink engine.Sink) *engine.Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fe, err := features.New(f)
+	fe, err := features.New(f, features.Options{FingerprintKey: []byte("bench fingerprint key 0123")})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Benchmarks of the features engine (issue #3). Figures and commands are in
-// RESULTS-features.md.
+// RESULTS.md (features).
 package bench
 
 import (

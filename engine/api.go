@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-fraud/vigil/engine/event"
+	"github.com/vigil-fraud/vigil/rules"
 )
 
 // OpenAPI is the OpenAPI 3 description of the HTTP API, served at
@@ -114,7 +115,17 @@ const anyScope Scope = "*"
 
 type ctxKey int
 
-const requestIDKey ctxKey = 0
+const (
+	requestIDKey ctxKey = iota
+	keyIDKey
+)
+
+// KeyID returns the id of the API key that authenticated the request of
+// ctx, or "" when none did (health endpoints).
+func KeyID(ctx context.Context) string {
+	id, _ := ctx.Value(keyIDKey).(string)
+	return id
+}
 
 // wrap adds the request id, authentication and scope check, metrics and the
 // debug request log around a handler.
@@ -143,7 +154,7 @@ func (a *API) wrap(name string, scope Scope, h http.HandlerFunc) http.Handler {
 				writeError(sw, r, http.StatusForbidden, "forbidden", "this API key may not use this endpoint", nil)
 			default:
 				keyID = key.ID
-				h(sw, r)
+				h(sw, r.WithContext(context.WithValue(r.Context(), keyIDKey, key.ID)))
 			}
 		}
 		a.engine.metrics.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
@@ -233,7 +244,7 @@ func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotImplemented, "not_supported", "reloading is not configured", nil)
 		return
 	}
-	if err := a.reloader.Reload(r.Context(), "api"); err != nil {
+	if err := a.reloader.Reload(rules.WithActor(r.Context(), "key:"+KeyID(r.Context())), "api"); err != nil {
 		writeError(w, r, http.StatusUnprocessableEntity, "reload_failed", err.Error(), nil)
 		return
 	}

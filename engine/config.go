@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-fraud/vigil/features"
 )
 
 // Config is vigil serve's configuration file. Every field is optional; the
@@ -26,9 +29,8 @@ type Config struct {
 	// RulesDir is the directory of rule files. Default "": the embedded
 	// starter ruleset.
 	RulesDir string `yaml:"rules_dir"`
-	// FeaturesFile is the feature definitions file. Default "": the embedded
-	// default definitions.
-	FeaturesFile string `yaml:"features_file"`
+	// Features configures the feature definitions and the in-memory state.
+	Features FeaturesConfig `yaml:"features"`
 	// TLS serves HTTPS, and with a client CA, requires client certificates
 	// (mTLS). Default: plain HTTP.
 	TLS TLSConfig `yaml:"tls"`
@@ -94,6 +96,9 @@ type Duration time.Duration
 // UnmarshalYAML parses a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
+	if err != nil && strings.HasSuffix(n.Value, "d") { // days, as in feature windows: 90d
+		v, err = features.ParseDuration(n.Value)
+	}
 	if err != nil {
 		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
@@ -107,9 +112,12 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          "127.0.0.1:8080",
-		Log:             LogConfig{Level: "info", Format: "json"},
-		Idempotency:     IdempotencyConfig{Retention: Duration(24 * time.Hour), MaxEntries: 1_000_000},
+		Listen:      "127.0.0.1:8080",
+		Log:         LogConfig{Level: "info", Format: "json"},
+		Idempotency: IdempotencyConfig{Retention: Duration(24 * time.Hour), MaxEntries: 1_000_000},
+		Features: FeaturesConfig{MaxEntities: features.DefaultMaxEntities, Lateness: Duration(features.DefaultLateness),
+			Retention: Duration(features.DefaultRetention), GeoCacheSize: features.DefaultGeoCacheSize,
+			FingerprintKeyEnv: "VIGIL_FINGERPRINT_KEY"},
 		ShutdownTimeout: Duration(10 * time.Second),
 	}
 }
@@ -118,16 +126,25 @@ func DefaultConfig() Config {
 // are errors).
 func LoadConfig(path string) (Config, error) {
 	c := DefaultConfig()
+	err := DecodeConfigFile(path, &c)
+	return c, err
+}
+
+// DecodeConfigFile decodes a YAML config file into dst, which holds the
+// defaults, strictly: unknown keys are errors. An empty file changes
+// nothing. Commands that compose the engine's configuration with other
+// components' sections decode through it.
+func DecodeConfigFile(path string, dst any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return c, fmt.Errorf("config: %w", err)
+		return fmt.Errorf("config: %w", err)
 	}
 	d := yaml.NewDecoder(bytes.NewReader(data))
 	d.KnownFields(true)
-	if err := d.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // an empty file is all defaults
-		return c, fmt.Errorf("config %s: %w", path, err)
+	if err := d.Decode(dst); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
 	}
-	return c, nil
+	return nil
 }
 
 // Validate checks the configuration.
@@ -143,7 +160,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("tls: client_ca_file needs cert_file and key_file"))
 	}
 	for _, f := range []struct{ name, path string }{
-		{"api_keys_file", c.APIKeysFile}, {"features_file", c.FeaturesFile},
+		{"api_keys_file", c.APIKeysFile}, {"features.file", c.Features.File},
+		{"features.geoip_database", c.Features.GeoIPDatabase}, {"features.asn_database", c.Features.ASNDatabase},
+		{"features.fingerprint_key_file", c.Features.FingerprintKeyFile},
 		{"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}, {"tls.client_ca_file", c.TLS.ClientCAFile},
 	} {
 		if f.path != "" {
@@ -177,6 +196,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Reload.PollInterval < 0 {
 		errs = append(errs, errors.New("reload.poll_interval must not be negative"))
+	}
+	if err := c.Features.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout must be positive"))

@@ -18,8 +18,10 @@ import (
 	"github.com/vigil-fraud/vigil/features"
 )
 
-// Loader reloads a rules directory into a Manager: all or nothing, skipping
-// reloads whose files did not change, with metrics and an audit trail.
+// Loader reloads a rules directory into a Manager: all or nothing, only
+// when a file changed, recompiling only the changed files, with metrics,
+// logs and an append-only audit trail. Reload is safe for concurrent use
+// (reloads run one at a time) and never blocks scoring.
 type Loader struct {
 	FS      fs.FS
 	Dir     string
@@ -33,10 +35,12 @@ type Loader struct {
 	// OnSwap is called after a new set went live.
 	OnSwap func(old, cur *Set)
 
-	mu       sync.Mutex // serializes reloads
-	checksum string
+	mu       sync.Mutex        // serializes reloads
+	checksum string            // of the live files
+	failed   string            // of the files of the last failed reload
 	files    map[string]string // name → sha256 of the live files
 	metrics  *loaderMetrics
+	now      func() time.Time
 }
 
 type loaderMetrics struct {
@@ -44,6 +48,7 @@ type loaderMetrics struct {
 	successTime prometheus.Gauge
 	errors      prometheus.Counter
 	reloads     prometheus.Counter
+	duration    prometheus.Gauge
 }
 
 // Register creates the loader's metrics on reg.
@@ -53,10 +58,18 @@ func (l *Loader) Register(reg prometheus.Registerer) {
 		successTime: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_rules_last_reload_success_timestamp_seconds", Help: "Time of the last successful rule reload."}),
 		errors:      prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_rules_reload_errors_total", Help: "Failed rule reloads."}),
 		reloads:     prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_rules_reloads_total", Help: "Rule reloads that changed the live set."}),
+		duration:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_rules_last_reload_duration_seconds", Help: "Time the last rule reload took to read and compile the files."}),
 	}
-	reg.MustRegister(l.metrics.success, l.metrics.successTime, l.metrics.errors, l.metrics.reloads)
+	reg.MustRegister(l.metrics.success, l.metrics.successTime, l.metrics.errors, l.metrics.reloads, l.metrics.duration)
 	l.metrics.success.Set(1)
-	l.metrics.successTime.Set(float64(time.Now().Unix()))
+	l.metrics.successTime.Set(float64(l.clock().Unix()))
+}
+
+func (l *Loader) clock() time.Time {
+	if l.now != nil {
+		return l.now()
+	}
+	return time.Now()
 }
 
 // Init records the live set's files as the baseline for change detection.
@@ -66,55 +79,113 @@ func (l *Loader) Init(srcs []Source) {
 	l.checksum, l.files = checksums(srcs)
 }
 
-// Reload re-reads the directory and, if any file changed and all of them are
-// valid, makes the new set live. On error the running set stays and every
-// problem is logged and returned. trigger names the cause (sighup, api,
-// poll) for the audit trail.
+type actorKey struct{}
+
+// WithActor records who asked for a reload (an API key id, a user) in ctx;
+// the audit record of the reload names them.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+func actorOf(ctx context.Context) string {
+	a, _ := ctx.Value(actorKey{}).(string)
+	return a
+}
+
+// Reload re-reads the directory and, if any file changed and all of them
+// are valid, makes the new set live. On error the running set stays, every
+// problem is logged, and the errors are returned. trigger names the cause
+// (sighup, api, poll) for the logs and the audit trail; WithActor adds who.
+// A poll does not retry files that already failed unchanged.
 func (l *Loader) Reload(ctx context.Context, trigger string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	start := time.Now()
 	srcs, err := ReadDir(l.FS, l.Dir, l.Display)
 	if err == nil {
 		sum, files := checksums(srcs)
-		if sum == l.checksum {
+		switch {
+		case sum == l.checksum:
 			l.Log.Debug("rules unchanged; reload skipped", "trigger", trigger)
+			if l.metrics != nil {
+				l.metrics.success.Set(1) // the files are the running set again
+			}
+			l.failed = ""
 			return nil
+		case sum == l.failed && trigger == "poll":
+			return nil // reported when it failed
 		}
 		var old, cur *Set
 		old, cur, err = l.Manager.Load(srcs, l.Schema)
 		if err == nil {
-			changed := changedFiles(l.files, files)
-			l.checksum, l.files = sum, files
-			l.succeeded(trigger, old, cur, changed)
+			changes := changedFiles(l.files, files)
+			l.checksum, l.files, l.failed = sum, files, ""
+			l.succeeded(ctx, trigger, old, cur, changes, time.Since(start))
 			return nil
 		}
+		l.failed = sum
 	}
 	if l.metrics != nil {
 		l.metrics.success.Set(0)
 		l.metrics.errors.Inc()
 	}
-	l.Log.Error("rule reload failed; keeping the running ruleset", "trigger", trigger, "ruleset", l.Manager.Current().VersionString(), "err", err)
+	errs := Errors(err)
+	for _, e := range errs {
+		l.Log.Error("rule error", "trigger", trigger, "pos", posString(e.Pos), "rule", e.Rule, "err", e.Err.Error())
+	}
+	l.Log.Error("rule reload failed; keeping the running ruleset", "trigger", trigger, "errors", len(errs),
+		"ruleset", l.Manager.Current().VersionString())
 	return err
 }
 
-func (l *Loader) succeeded(trigger string, old, cur *Set, changed []string) {
+func posString(p Pos) string {
+	if p.File == "" {
+		return ""
+	}
+	return p.String()
+}
+
+// FileChange is one changed file in an audit record.
+type FileChange struct {
+	Name   string `json:"name"`
+	Change string `json:"change"` // added, modified or removed
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// AuditRecord is one line of the reload audit log.
+type AuditRecord struct {
+	Time          time.Time    `json:"time"`
+	Trigger       string       `json:"trigger"`         // sighup, api, poll
+	Actor         string       `json:"actor,omitempty"` // who, when known
+	OldVersion    string       `json:"old_version"`
+	NewVersion    string       `json:"new_version"`
+	FilesChanged  []FileChange `json:"files_changed"`
+	Rules         int          `json:"rules"`
+	FilesCompiled int          `json:"files_compiled"`
+	DurationMS    float64      `json:"duration_ms"`
+}
+
+func (l *Loader) succeeded(ctx context.Context, trigger string, old, cur *Set, changes []FileChange, took time.Duration) {
 	if l.metrics != nil {
 		l.metrics.success.Set(1)
-		l.metrics.successTime.Set(float64(time.Now().Unix()))
+		l.metrics.successTime.Set(float64(l.clock().Unix()))
 		l.metrics.reloads.Inc()
+		l.metrics.duration.Set(took.Seconds())
 	}
 	if l.OnSwap != nil {
 		l.OnSwap(old, cur)
 	}
-	rec := struct {
-		Time    time.Time `json:"time"`
-		Trigger string    `json:"trigger"`
-		Old     string    `json:"old_version"`
-		New     string    `json:"new_version"`
-		Files   []string  `json:"files_changed"`
-		Rules   int       `json:"rules"`
-	}{time.Now().UTC(), trigger, old.VersionString(), cur.VersionString(), changed, len(cur.Rules)}
-	l.Log.Info("rules reloaded", "trigger", trigger, "old", rec.Old, "new", rec.New, "files_changed", changed, "rules", rec.Rules)
+	rec := AuditRecord{
+		Time: l.clock().UTC(), Trigger: trigger, Actor: actorOf(ctx),
+		OldVersion: old.VersionString(), NewVersion: cur.VersionString(), FilesChanged: changes,
+		Rules: len(cur.Rules), FilesCompiled: cur.Stats.Compiled, DurationMS: float64(took.Microseconds()) / 1000,
+	}
+	names := make([]string, len(changes))
+	for i, c := range changes {
+		names[i] = c.Change + " " + c.Name
+	}
+	l.Log.Info("rules reloaded", "trigger", trigger, "actor", rec.Actor, "old", rec.OldVersion, "new", rec.NewVersion,
+		"files_changed", names, "rules", rec.Rules, "files_compiled", rec.FilesCompiled, "duration", took)
 	if l.Audit != nil {
 		line, _ := json.Marshal(rec)
 		if _, err := l.Audit.Write(append(line, '\n')); err != nil {
@@ -123,7 +194,8 @@ func (l *Loader) succeeded(trigger string, old, cur *Set, changed []string) {
 	}
 }
 
-// Poll reloads whenever the files' checksums change, until ctx ends.
+// Poll reloads whenever the files' checksums change, until ctx ends. It
+// reads the files every interval but compiles only when they changed.
 func (l *Loader) Poll(ctx context.Context, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -148,18 +220,29 @@ func checksums(srcs []Source) (string, map[string]string) {
 	return hex.EncodeToString(all.Sum(nil)), files
 }
 
-func changedFiles(old, cur map[string]string) []string {
-	var out []string
+func changedFiles(old, cur map[string]string) []FileChange {
+	out := []FileChange{}
 	for n, h := range cur {
-		if old[n] != h {
-			out = append(out, n)
+		switch prev, ok := old[n]; {
+		case !ok:
+			out = append(out, FileChange{n, "added", h})
+		case prev != h:
+			out = append(out, FileChange{n, "modified", h})
 		}
 	}
 	for n := range old {
 		if _, ok := cur[n]; !ok {
-			out = append(out, n+" (removed)")
+			out = append(out, FileChange{Name: n, Change: "removed"})
 		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b FileChange) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
 	return out
 }

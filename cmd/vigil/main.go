@@ -13,8 +13,14 @@ var version = "dev"
 const usage = `vigil — real-time fraud scoring
 
 Usage:
-  vigil serve [flags]            run the scoring API (no flags: embedded default on 127.0.0.1:8080)
-  vigil rules check DIR          validate a rules directory
+  vigil serve [flags]            run the scoring API (no flags: embedded default on 127.0.0.1:8080);
+                                 with a config file also the Kafka consumer and the ClickHouse signals
+  vigil rules check|test|fmt|explain|dump
+                                 validate, unit-test, format and explain rule files (vigil rules -h)
+  vigil produce [flags]          send synthetic or recorded transactions to Kafka or the HTTP API
+  vigil signals migrate|retention|status
+                                 manage the ClickHouse schema and retention
+  vigil tune [flags]             threshold and per-rule precision tables from labelled signals
   vigil keys generate --id ID --scopes score,...
                                  make an API key: prints the secret once and the keys-file entry
   vigil version                  print the version
@@ -39,6 +45,12 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdRules(args[1:], stdout, stderr)
 	case "keys":
 		return cmdKeys(args[1:], stdout, stderr)
+	case "signals":
+		return cmdSignals(args[1:], stdout, stderr)
+	case "tune":
+		return cmdTune(args[1:], stdout, stderr)
+	case "produce":
+		return cmdProduce(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "vigil", version)
 		return 0

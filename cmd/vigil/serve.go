@@ -18,9 +18,13 @@ import (
 	"time"
 
 	"github.com/oklog/run"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/vigil-fraud/vigil/engine"
+	"github.com/vigil-fraud/vigil/engine/stream"
+	"github.com/vigil-fraud/vigil/features"
 	"github.com/vigil-fraud/vigil/rules"
+	"github.com/vigil-fraud/vigil/signals"
 )
 
 // errStopped ends the run group on SIGINT/SIGTERM: a clean stop.
@@ -39,18 +43,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
-	cfg := engine.DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = engine.LoadConfig(*configPath); err != nil {
-			fmt.Fprintln(stderr, "vigil:", err)
-			return 1
-		}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "vigil:", err)
+		return 1
 	}
 	for _, o := range []struct {
 		flag string
 		dst  *string
-	}{{*listen, &cfg.Listen}, {*rulesDir, &cfg.RulesDir}, {*featuresFile, &cfg.FeaturesFile}, {*keysFile, &cfg.APIKeysFile}, {*logLevel, &cfg.Log.Level}} {
+	}{{*listen, &cfg.Listen}, {*rulesDir, &cfg.RulesDir}, {*featuresFile, &cfg.Features.File}, {*keysFile, &cfg.APIKeysFile}, {*logLevel, &cfg.Log.Level}} {
 		if o.flag != "" {
 			*o.dst = o.flag
 		}
@@ -66,9 +67,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *checkOnly {
-		fmt.Fprintf(stdout, "configuration ok: listen %s, ruleset %s (%d rules), %d features, %d API keys\n",
+		fmt.Fprintf(stdout, "configuration ok: listen %s, ruleset %s (%d rules), %d features, %d API keys, kafka %s, signals %s\n",
 			cfg.Listen, srv.engine.Rules().Current().VersionString(), len(srv.engine.Rules().Current().Rules),
-			srv.engine.Features().Schema().Len(), srv.keys.Len())
+			srv.engine.Features().Schema().Len(), srv.keys.Len(), onOff(srv.consumer != nil), onOff(srv.signals != nil))
+		srv.close()
 		return 0
 	}
 	if err := srv.run(stdout); err != nil {
@@ -88,9 +90,19 @@ func newLogger(c engine.LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
 // server is the wired `vigil serve` process.
 type server struct {
-	cfg      engine.Config
+	cfg      config
+	feats    *features.Engine
+	signals  *signals.Writer  // nil: signals off
+	consumer *stream.Consumer // nil: Kafka off
 	log      *slog.Logger
 	engine   *engine.Engine
 	api      *engine.API
@@ -101,12 +113,22 @@ type server struct {
 	audit    io.Closer
 }
 
-func newServer(cfg engine.Config, log *slog.Logger) (*server, error) {
+func newServer(cfg config, log *slog.Logger) (srv *server, err error) {
 	s := &server{cfg: cfg, log: log}
-	feats, err := loadFeatures(cfg.FeaturesFile)
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	fopts, err := cfg.Features.Options(log)
 	if err != nil {
 		return nil, err
 	}
+	feats, err := loadFeatures(cfg.Features.File, fopts)
+	if err != nil {
+		return nil, err
+	}
+	s.feats = feats
 	var fsys fs.FS = rules.DefaultFS
 	dir, display := rules.DefaultDir, "embedded:rules/default"
 	s.rulesSrc = "embedded starter rules"
@@ -124,12 +146,21 @@ func newServer(cfg engine.Config, log *slog.Logger) (*server, error) {
 	}
 	mgr := rules.NewManager(set)
 	metrics := engine.NewMetrics()
-	s.engine, err = engine.New(feats, mgr, engine.Options{
+	if err := feats.Register(metrics.Registry); err != nil {
+		return nil, err
+	}
+	opts := engine.Options{
 		IdempotencyRetention:  time.Duration(cfg.Idempotency.Retention),
 		IdempotencyMaxEntries: cfg.Idempotency.MaxEntries,
 		Metrics:               metrics,
-	})
-	if err != nil {
+	}
+	if cfg.Signals.Enabled {
+		if s.signals, err = signals.NewWriter(cfg.Signals, log, metrics.Registry); err != nil {
+			return nil, err
+		}
+		opts.Sink = s.signals
+	}
+	if s.engine, err = engine.New(feats, mgr, opts); err != nil {
 		return nil, err
 	}
 	s.loader = &rules.Loader{FS: fsys, Dir: dir, Display: display, Schema: feats.Schema(), Manager: mgr, Log: log, OnSwap: s.engine.RulesetChanged}
@@ -145,13 +176,39 @@ func newServer(cfg engine.Config, log *slog.Logger) (*server, error) {
 	if s.keys, s.devKey, err = loadKeys(cfg); err != nil {
 		return nil, err
 	}
-	s.api, err = engine.NewAPI(s.engine, s.keys, log, s.loader)
-	return s, err
+	if s.api, err = engine.NewAPI(s.engine, s.keys, log, s.loader); err != nil {
+		return nil, err
+	}
+	if s.signals != nil {
+		s.api.Handle("POST /v1/labels", "labels", engine.ScopeLabels, signals.LabelsHandler(s.signals))
+	}
+	if cfg.kafkaEnabled() {
+		s.consumer, err = stream.New(cfg.Kafka, s.engine, stream.Options{Logger: log, Registerer: metrics.Registry,
+			OnReady: s.api.SetReady, RebuildWindow: feats.Horizon(), Lateness: feats.Lateness()})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// close releases what newServer opened, for a server that will not run
+// (run releases them itself).
+func (s *server) close() {
+	if s.signals != nil {
+		s.signals.Close()
+	}
+	if s.feats != nil {
+		s.feats.Close()
+	}
+	if s.audit != nil {
+		s.audit.Close()
+	}
 }
 
 // loadKeys returns the keyring: the keys file, VIGIL_API_KEY, or a generated
 // development key (loopback only).
-func loadKeys(cfg engine.Config) (*engine.Keyring, string, error) {
+func loadKeys(cfg config) (*engine.Keyring, string, error) {
 	if cfg.APIKeysFile != "" {
 		kr, err := engine.LoadKeyring(cfg.APIKeysFile)
 		return kr, "", err
@@ -209,9 +266,7 @@ func (s *server) run(stdout io.Writer) error {
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
-	if s.audit != nil {
-		defer s.audit.Close()
-	}
+	defer s.close()
 	httpSrv := &http.Server{Handler: s.api.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	var g run.Group
 	g.Add(func() error {
@@ -248,6 +303,31 @@ func (s *server) run(stdout io.Writer) error {
 		signal.Stop(sigs)
 		close(stop)
 	})
+	if s.consumer != nil {
+		// Not ready until the consumer has rebuilt the windows of its
+		// partitions and caught up; it reports readiness itself.
+		s.api.SetReady(false)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		g.Add(func() error {
+			defer close(done)
+			return s.consumer.Run(ctx)
+		}, func(error) {
+			cancel()
+			<-done // offsets committed, decisions produced: their records are queued
+		})
+	}
+	if s.signals != nil {
+		// Added after the HTTP server and the consumer: its interrupt runs
+		// once they have stopped, so the last decisions' records are
+		// drained (or spilled) too.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return s.signals.Run(ctx) }, func(error) { cancel() })
+	}
+	if s.signals != nil && s.cfg.kafkaEnabled() && s.cfg.Kafka.Topics.Labels != "" {
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return s.consumeLabels(ctx) }, func(error) { cancel() })
+	}
 	if every := time.Duration(s.cfg.Reload.PollInterval); every > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return s.loader.Poll(ctx, every) }, func(error) { cancel() })
@@ -258,6 +338,47 @@ func (s *server) run(stdout io.Writer) error {
 	}
 	s.log.Info("vigil stopped")
 	return nil
+}
+
+// consumeLabels stores the labels topic's messages in ClickHouse until ctx
+// is done. Kafka errors are retried, never fatal: scoring goes on.
+func (s *server) consumeLabels(ctx context.Context) error {
+	k := s.cfg.Kafka
+	dialer, err := k.Dialer()
+	if err != nil {
+		return err
+	}
+	if k.Topics.Create {
+		transport, err := k.Transport()
+		if err != nil {
+			return err
+		}
+		t := stream.Topic{Name: k.Topics.Labels, Partitions: k.Topics.Partitions, ReplicationFactor: k.Topics.ReplicationFactor}
+		for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+			err := stream.CreateTopic(ctx, k.Connection, transport, t)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("labels topic: cannot create it yet, retrying", "topic", t.Name, "err", err, "retry_in", wait)
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: k.Brokers, Dialer: dialer, GroupID: k.Group + ".labels",
+		Topic: k.Topics.Labels, StartOffset: kafka.FirstOffset, MaxWait: time.Second,
+		WatchPartitionChanges: true, // partitions added later are read too
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			s.log.Warn("labels topic: "+fmt.Sprintf(msg, args...), "topic", k.Topics.Labels)
+		})})
+	defer r.Close()
+	s.log.Info("labels topic: consuming", "topic", k.Topics.Labels, "group", k.Group+".labels")
+	return s.signals.ConsumeLabels(ctx, r)
 }
 
 func (s *server) banner(w io.Writer, tls bool, addr string) {

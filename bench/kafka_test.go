@@ -1,0 +1,292 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/vigil-fraud/vigil/engine/stream"
+	"github.com/vigil-fraud/vigil/engine/stream/loadgen"
+)
+
+// Kafka benchmarks: run once each (-benchtime 1x) against the broker of
+// deploy/kafka/kafka.sh, on the same machine:
+//
+//	deploy/kafka/kafka.sh up; export $(deploy/kafka/kafka.sh env)
+//	go test -run '^$' -bench 'Kafka' -benchtime 1x ./bench/
+//
+// VIGIL_BENCH_EVENTS sets the events of the throughput run (default
+// 300000); VIGIL_BENCH_RATE and VIGIL_BENCH_SECONDS the latency run's
+// rate and length (default 10000/s for 20 s).
+
+func benchKafka(b *testing.B) string {
+	addr := os.Getenv("VIGIL_TEST_KAFKA")
+	if addr == "" {
+		b.Skip("VIGIL_TEST_KAFKA is not set: deploy/kafka/kafka.sh up; export $(deploy/kafka/kafka.sh env)")
+	}
+	return addr
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// benchConfig is a consumer configuration with fresh names.
+func benchConfig(addr string) stream.Config {
+	c := stream.DefaultConfig()
+	c.Brokers = []string{addr}
+	id := make([]byte, 4)
+	rand.Read(id)
+	base := "bench-" + hex.EncodeToString(id)
+	c.Group = base
+	c.Topics.Transactions, c.Topics.Decisions, c.Topics.DeadLetter = base+".tx", base+".decisions", base+".dlq"
+	c.Topics.Partitions = 6
+	return c
+}
+
+func createBenchTopics(b *testing.B, c stream.Config) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: 30 * time.Second}
+	if _, err := stream.EnsureTopics(ctx, client, stream.Topic{Name: c.Topics.Transactions, Partitions: 6},
+		stream.Topic{Name: c.Topics.Decisions, Partitions: 6}, stream.Topic{Name: c.Topics.DeadLetter, Partitions: 6}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// startBenchConsumer runs a consumer on the default features and rules.
+func startBenchConsumer(b *testing.B, c stream.Config) (*stream.Consumer, *prometheus.Registry, func()) {
+	reg := prometheus.NewRegistry()
+	cons, err := stream.New(c, newDefaultEngine(b, nil), stream.Options{Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { cons.Run(ctx); close(done) }()
+	return cons, reg, func() { cancel(); <-done }
+}
+
+func counterValue(b *testing.B, reg *prometheus.Registry, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			v := 0.0
+			for _, m := range mf.Metric {
+				v += m.GetCounter().GetValue()
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+func histogram(reg *prometheus.Registry, name, label string) *dto.Histogram {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			for _, l := range m.Label {
+				if l.GetValue() == label {
+					return m.GetHistogram()
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// BenchmarkKafkaThroughput measures sustained topic-to-decision events/s:
+// a backlog of synthetic events is produced first, then a consumer scores
+// them all and produces every decision (acknowledged by the broker, acks
+// all). The time runs from the consumer's start to the last decision
+// acknowledged.
+func BenchmarkKafkaThroughput(b *testing.B) {
+	addr := benchKafka(b)
+	n := envInt("VIGIL_BENCH_EVENTS", 300_000)
+	c := benchConfig(addr)
+	createBenchTopics(b, c)
+	g, err := loadgen.NewGenerator(loadgen.Config{Seed: 3, IDPrefix: c.Group + "_"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now().Add(-time.Duration(n) * 10 * time.Microsecond)
+	i := 0
+	src := &loadgen.GeneratorSource{Gen: g, Clock: func() time.Time { i++; return start.Add(time.Duration(i) * 10 * time.Microsecond) }}
+	sink := loadgen.NewKafkaSink(c.Brokers, c.Topics.Transactions, nil)
+	t0 := time.Now()
+	if _, err := loadgen.Run(context.Background(), src, sink, loadgen.Limits{Count: int64(n), Batch: 5000}); err != nil {
+		b.Fatal(err)
+	}
+	sink.Close()
+	b.Logf("produced a backlog of %d events in %s", n, time.Since(t0).Round(time.Millisecond))
+
+	b.ResetTimer()
+	t1 := time.Now()
+	cpu0, broker0 := processCPU(), brokerCPU()
+	_, reg, stop := startBenchConsumer(b, c)
+	defer stop()
+	deadline := time.Now().Add(10 * time.Minute)
+	for counterValue(b, reg, "vigil_kafka_decisions_produced_total") < float64(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("only %v of %d decided in 10 minutes", counterValue(b, reg, "vigil_kafka_decisions_produced_total"), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	el := time.Since(t1)
+	cpu, broker := processCPU()-cpu0, brokerCPU()-broker0
+	b.StopTimer()
+	b.ReportMetric(float64(n)/el.Seconds(), "events/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "vigil-cpu-us/event")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("%d events from topic to acknowledged decision in %s: %.0f events/s", n, el.Round(time.Millisecond), float64(n)/el.Seconds())
+	b.Logf("CPU per event: vigil %.1f µs, broker %.1f µs (broker pid from %s); ceiling on 2 idle cores: %.0f events/s",
+		float64(cpu.Microseconds())/float64(n), float64(broker.Microseconds())/float64(n), brokerPidFile(),
+		2e6/(float64((cpu+broker).Microseconds())/float64(n)))
+}
+
+// processCPU is this process's user+system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func brokerPidFile() string {
+	dir := os.Getenv("VIGIL_KAFKA_DIR")
+	if dir == "" {
+		dir = "/tmp/vigil-kafka"
+	}
+	return dir + "/broker.pid"
+}
+
+// brokerCPU is the local test broker's user+system CPU time (0 if it is
+// not found).
+func brokerCPU() time.Duration {
+	pid, err := os.ReadFile(brokerPidFile())
+	if err != nil {
+		return 0
+	}
+	stat, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // clock ticks (USER_HZ = 100)
+}
+
+// BenchmarkKafkaLatency produces synthetic events at a steady rate (each
+// stamped with the time it was made) and reads the decisions topic: the
+// end-to-end latency is from the event's time to its decision being read
+// back by a consumer of the decisions topic.
+func BenchmarkKafkaLatency(b *testing.B) {
+	addr := benchKafka(b)
+	rate := envInt("VIGIL_BENCH_RATE", 10_000)
+	secs := envInt("VIGIL_BENCH_SECONDS", 20)
+	c := benchConfig(addr)
+	createBenchTopics(b, c)
+	cons, reg, stop := startBenchConsumer(b, c)
+	defer stop()
+	for !cons.Ready() {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// Read the decisions back as a downstream service would.
+	var mu sync.Mutex
+	var lat []time.Duration
+	var got atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for p := range 6 {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.Brokers, Topic: c.Topics.Decisions, Partition: p, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.Close()
+			for {
+				m, err := r.FetchMessage(ctx)
+				if err != nil {
+					return
+				}
+				now := time.Now()
+				var d struct {
+					EventTime time.Time `json:"event_time"`
+				}
+				if json.Unmarshal(m.Value, &d) == nil {
+					mu.Lock()
+					lat = append(lat, now.Sub(d.EventTime))
+					mu.Unlock()
+					got.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // let the readers connect
+
+	g, err := loadgen.NewGenerator(loadgen.Config{Seed: 5, IDPrefix: c.Group + "_"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink := loadgen.NewKafkaSink(c.Brokers, c.Topics.Transactions, nil)
+	b.ResetTimer()
+	sent, err := loadgen.Run(context.Background(), &loadgen.GeneratorSource{Gen: g}, sink, loadgen.Limits{Rate: float64(rate), Duration: time.Duration(secs) * time.Second, Batch: 200})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for got.Load() < sent && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	cancel()
+	wg.Wait()
+	if got.Load() < sent {
+		b.Fatalf("%d decisions read of %d events sent", got.Load(), sent)
+	}
+	slices.Sort(lat)
+	pct := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+	b.ReportMetric(float64(pct(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(pct(0.999).Microseconds())/1000, "p99.9-ms")
+	b.ReportMetric(0, "ns/op")
+	h := histogram(reg, "vigil_kafka_end_to_end_seconds", "append_time")
+	inside := ""
+	if h != nil && h.GetSampleCount() > 0 {
+		inside = fmt.Sprintf("; vigil's own mean from append to acknowledged decision %.2f ms", 1000*h.GetSampleSum()/float64(h.GetSampleCount()))
+	}
+	b.Logf("%d events at %d/s for %ds: end-to-end p50 %s, p99 %s, p99.9 %s, max %s%s", sent, rate, secs,
+		pct(0.5).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(0.999).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), inside)
+}

@@ -1,0 +1,85 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vigil-fraud/vigil/features"
+)
+
+// FeaturesConfig configures the feature definitions and the bounds of the
+// in-memory feature state (docs/features.md).
+type FeaturesConfig struct {
+	// File is the feature definitions file. Default "": the embedded
+	// default definitions.
+	File string `yaml:"file"`
+	// MaxEntities caps the entities tracked (cards, accounts, devices...
+	// together); the least recently active are evicted. Default 5000000.
+	MaxEntities int `yaml:"max_entities"`
+	// Lateness is how far behind an entity's newest event an event is still
+	// recorded in its own bucket; older events are counted and not
+	// recorded. Default 5m.
+	Lateness Duration `yaml:"lateness"`
+	// Retention forgets entities idle for longer, in event time. Default
+	// 2160h (90 days).
+	Retention Duration `yaml:"retention"`
+	// GeoIPDatabase is a MaxMind-format (.mmdb) City or Country database.
+	// Default "": no IP geography (IP-derived features are missing).
+	GeoIPDatabase string `yaml:"geoip_database"`
+	// ASNDatabase is an optional MaxMind-format ASN database. Default "".
+	ASNDatabase string `yaml:"asn_database"`
+	// GeoCacheSize is the number of IP lookups cached. Default 65536.
+	GeoCacheSize int `yaml:"geo_cache_size"`
+	// FingerprintKeyFile holds the secret key (≥ 16 bytes, trailing newline
+	// trimmed) of the keyed hash that derives device fingerprints. Default
+	// "": FingerprintKeyEnv.
+	FingerprintKeyFile string `yaml:"fingerprint_key_file"`
+	// FingerprintKeyEnv names the environment variable holding that key when
+	// FingerprintKeyFile is empty. Default "VIGIL_FINGERPRINT_KEY"; unset
+	// means a random key per process, so derived fingerprints change at
+	// each restart (a warning is logged).
+	FingerprintKeyEnv string `yaml:"fingerprint_key_env"`
+}
+
+// Validate checks the bounds (the files are checked by Config.Validate).
+func (c *FeaturesConfig) Validate() error {
+	o := features.Options{MaxEntities: c.MaxEntities, Lateness: time.Duration(c.Lateness),
+		Retention: time.Duration(c.Retention), GeoCacheSize: c.GeoCacheSize}
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("features: %w", err)
+	}
+	return nil
+}
+
+// Options returns the features engine's options, reading the fingerprint
+// key from its file or environment variable.
+func (c *FeaturesConfig) Options(log *slog.Logger) (features.Options, error) {
+	o := features.Options{MaxEntities: c.MaxEntities, Lateness: time.Duration(c.Lateness),
+		Retention: time.Duration(c.Retention), GeoIPDatabase: c.GeoIPDatabase, ASNDatabase: c.ASNDatabase,
+		GeoCacheSize: c.GeoCacheSize, Logger: log}
+	var key string
+	switch {
+	case c.FingerprintKeyFile != "":
+		b, err := os.ReadFile(c.FingerprintKeyFile)
+		if err != nil {
+			return o, fmt.Errorf("features.fingerprint_key_file: %w", err)
+		}
+		key = strings.TrimRight(string(b), "\r\n")
+		if key == "" {
+			return o, errors.New("features.fingerprint_key_file: the file is empty")
+		}
+	case c.FingerprintKeyEnv != "":
+		key = os.Getenv(c.FingerprintKeyEnv)
+	}
+	if key != "" {
+		if len(key) < 16 {
+			return o, errors.New("features: the fingerprint key is shorter than 16 bytes")
+		}
+		o.FingerprintKey = []byte(key)
+	}
+	return o, nil
+}

@@ -1,0 +1,392 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/vigil-fraud/vigil/engine"
+	"github.com/vigil-fraud/vigil/engine/event"
+)
+
+// worker consumes one partition for one generation: it rebuilds the
+// windows from the messages before the committed offset, then scores the
+// rest in batches. Three goroutines keep the partition's order: a fetcher,
+// the worker itself (decode and score), and a sender (produce, then mark
+// the offset for commit), so that scoring a batch overlaps producing the
+// previous one.
+type worker struct {
+	c              *Consumer
+	g              *generation
+	partition      int
+	assignedOffset int64
+
+	state     *partState
+	committed int64 // messages before it were decided before: rebuild only
+	target    int64 // end offset at assignment: caught up once scored past it
+	caught    bool
+	newest    time.Time // watermark: newest event time scored
+	lag       prometheus.Gauge
+	wm        prometheus.Gauge
+}
+
+// outBatch is what one scored batch produces.
+type outBatch struct {
+	msgs  []kafka.Message
+	times []int64 // event time and append time (UnixNano) of each decided message
+	next  int64   // offset to commit once msgs are acknowledged
+}
+
+// run is the worker's life; it returns when the generation or the
+// consumer stops, after draining.
+func (w *worker) run(ctx, gctx, hard context.Context) {
+	c := w.c
+	stop, cancelStop := context.WithCancel(hard)
+	defer cancelStop()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-gctx.Done():
+		case <-stop.Done():
+		}
+		cancelStop()
+	}()
+	w.state = c.part(w.partition)
+	label := partLabel(w.partition)
+	w.lag, w.wm = c.m.lag.WithLabelValues(label), c.m.watermark.WithLabelValues(label)
+
+	from, ok := w.plan(stop)
+	if !ok {
+		return
+	}
+	if from >= w.target {
+		w.markCaughtUp()
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        c.cfg.Brokers,
+		Topic:          c.cfg.Topics.Transactions,
+		Partition:      w.partition,
+		Dialer:         c.dialer,
+		QueueCapacity:  c.cfg.BatchSize,
+		MinBytes:       1,
+		MaxBytes:       8 << 20,
+		MaxWait:        250 * time.Millisecond,
+		ReadBackoffMin: 100 * time.Millisecond,
+		ReadBackoffMax: time.Second,
+		MaxAttempts:    3,
+		IsolationLevel: kafka.ReadCommitted,
+		Logger:         kafka.LoggerFunc(c.debugf),
+		ErrorLogger:    kafka.LoggerFunc(c.debugf),
+	})
+	defer r.Close()
+	if err := r.SetOffset(from); err != nil {
+		c.log.Error("kafka reader", "partition", w.partition, "err", err)
+		return
+	}
+
+	msgs := make(chan kafka.Message, c.cfg.BatchSize)
+	go w.fetch(stop, r, msgs)
+	sendq := make(chan *outBatch, 2)
+	drain, cancelDrain := context.WithCancel(hard)
+	defer cancelDrain()
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		w.send(drain, sendq)
+	}()
+
+	batch := make([]kafka.Message, 0, c.cfg.BatchSize)
+loop:
+	for {
+		batch = batch[:0]
+		select {
+		case <-stop.Done():
+			break loop
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		out := w.process(hard, batch)
+		if out == nil {
+			continue
+		}
+		select {
+		case sendq <- out:
+		case <-stop.Done():
+			break loop // not produced: not committed, delivered again
+		}
+	}
+	// Drain: the batches already scored are produced and marked for the
+	// generation's last commit, within a bound.
+	close(sendq)
+	t := time.NewTimer(w.drainTimeout())
+	defer t.Stop()
+	select {
+	case <-sent:
+	case <-t.C:
+		cancelDrain()
+		<-sent
+		c.log.Warn("kafka: in-flight decisions not acknowledged in time; their events will be delivered again", "partition", w.partition)
+	}
+}
+
+// drainTimeout bounds the drain: within the rebalance timeout (the group
+// waits that long) and the close timeout.
+func (w *worker) drainTimeout() time.Duration {
+	return time.Duration(min(w.c.cfg.RebalanceTimeout, w.c.cfg.CloseTimeout)) * 3 / 4
+}
+
+// plan resolves the committed offset and where to start reading: the
+// rebuild start, or the committed offset when nothing needs rebuilding.
+func (w *worker) plan(ctx context.Context) (from int64, ok bool) {
+	c := w.c
+	var first, last int64
+	err := retry(ctx, c, "offsets", func(ctx context.Context) error {
+		var err error
+		first, last, err = c.bounds(ctx, w.partition)
+		return err
+	})
+	if err != nil {
+		return 0, false
+	}
+	committed := w.assignedOffset
+	switch {
+	case committed < 0 && c.cfg.StartOffset == "latest":
+		committed = last
+	case committed < 0:
+		committed = first
+	case committed < first:
+		c.log.Warn("kafka: committed offset is before the partition's first retained message; the events in between were deleted by retention unscored",
+			"partition", w.partition, "committed", committed, "first", first)
+		committed = first
+	case committed > last:
+		committed = last
+	}
+	from = committed
+	if c.window > 0 && committed > first {
+		at := c.now().Add(-c.window)
+		var off int64
+		err := retry(ctx, c, "offsets", func(ctx context.Context) error {
+			var err error
+			off, err = c.offsetAt(ctx, w.partition, at)
+			return err
+		})
+		if err != nil {
+			return 0, false
+		}
+		if off < 0 || off > committed {
+			off = committed
+		}
+		from = max(off, first)
+	}
+	// Messages this process already scored are in its windows: a partition
+	// coming back after a rebalance is rebuilt only past them.
+	if h := w.state.highest; h >= from {
+		from = min(h+1, committed)
+	}
+	w.committed, w.target = committed, last
+	c.log.Info("kafka partition plan", "partition", w.partition, "committed", committed, "end", last,
+		"rebuild_from", from, "rebuild_events", committed-from, "rebuild_window", c.window.String())
+	return from, true
+}
+
+// fetch feeds msgs from the reader until ctx ends.
+func (w *worker) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- kafka.Message) {
+	logs := newEvery(10 * time.Second)
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.c.m.errors.WithLabelValues("fetch").Inc()
+			if n, ok := logs.allow(); ok {
+				w.c.log.Warn("kafka: fetch failed; retrying", "partition", w.partition, "err", err, "errors", n)
+			}
+			continue
+		}
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// process decodes and scores a batch in order. Messages before the
+// committed offset only rebuild the windows. It returns nil when the batch
+// produces nothing, or when ctx ended mid-batch.
+func (w *worker) process(ctx context.Context, batch []kafka.Message) *outBatch {
+	c := w.c
+	c.m.batch.Observe(float64(len(batch)))
+	out := &outBatch{msgs: make([]kafka.Message, 0, len(batch)), times: make([]int64, 0, 2*len(batch))}
+	now := c.now()
+	for i := range batch {
+		m := &batch[i]
+		rebuild := m.Offset < w.committed
+		source := engine.SourceKafka
+		if rebuild {
+			source = engine.SourceRebuild
+		}
+		ev, err := event.Decode(m.Value, m.Time)
+		if err != nil {
+			if rebuild { // dead-lettered when it was first read
+				c.m.rebuildSkip.Inc()
+				continue
+			}
+			out.msgs = w.deadLetter(out.msgs, m, err, true)
+			continue
+		}
+		d, err := c.eng.ScoreFrom(ctx, ev, source)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if rebuild {
+				c.m.rebuildSkip.Inc()
+				continue
+			}
+			out.msgs = w.deadLetter(out.msgs, m, err, false)
+			continue
+		}
+		w.state.highest = max(w.state.highest, m.Offset)
+		w.watermark(ev.Time)
+		if rebuild {
+			c.m.rebuilt.Inc()
+			continue
+		}
+		if d.Replayed {
+			c.m.replayed.Inc()
+		} else {
+			c.m.decided.Inc()
+		}
+		val, err := encodeDecision(d, ev, now)
+		if err != nil {
+			out.msgs = w.deadLetter(out.msgs, m, err, false)
+			continue
+		}
+		out.msgs = append(out.msgs, kafka.Message{Topic: c.cfg.Topics.Decisions, Key: []byte(PrimaryKey(ev)), Value: val})
+		out.times = append(out.times, ev.Time.UnixNano(), m.Time.UnixNano())
+	}
+	last := &batch[len(batch)-1]
+	w.lag.Set(float64(max(0, last.HighWaterMark-last.Offset-1)))
+	if !w.caught && last.Offset+1 >= w.target {
+		w.markCaughtUp()
+	}
+	if last.Offset < w.committed {
+		return nil
+	}
+	out.next = last.Offset + 1
+	return out
+}
+
+var deadLetterLogs = newEvery(time.Second)
+
+// deadLetter appends the dead letter replacing m (nothing when the
+// dead-letter topic is off) and logs it without its content. decoding
+// tells a decode failure from a scoring one.
+func (w *worker) deadLetter(msgs []kafka.Message, m *kafka.Message, err error, decoding bool) []kafka.Message {
+	c := w.c
+	dl := classify(err, len(m.Value))
+	if !dl.pan && containsPAN(m) {
+		dl.pan, dl.code = true, CodePAN
+	}
+	if decoding {
+		c.m.decodeFailed.WithLabelValues(dl.code).Inc()
+	}
+	c.m.deadLettered.WithLabelValues(dl.code).Inc()
+	if n, ok := deadLetterLogs.allow(); ok {
+		c.log.Warn("kafka: message not scored, sent to the dead-letter topic", "code", dl.code, "topic", m.Topic,
+			"partition", m.Partition, "offset", m.Offset, "dead_letter_topic", c.cfg.Topics.DeadLetter, "count", n)
+	}
+	if c.cfg.Topics.DeadLetter == "" {
+		return msgs
+	}
+	return append(msgs, deadLetterMessage(c.cfg.Topics.DeadLetter, m, dl))
+}
+
+// watermark advances the partition's newest event time and counts late
+// events.
+func (w *worker) watermark(t time.Time) {
+	if t.After(w.newest) {
+		w.newest = t
+		w.wm.Set(float64(t.UnixNano()) / 1e9)
+	} else if w.newest.Sub(t) > w.c.lateness {
+		w.c.m.late.Inc()
+	}
+}
+
+func (w *worker) markCaughtUp() {
+	w.caught = true
+	w.c.log.Info("kafka partition caught up", "partition", w.partition)
+	w.c.caughtUp(w.partition)
+}
+
+// send produces the scored batches in order; a batch's offset is marked
+// for commit only once all its records are acknowledged. Failed writes are
+// retried until ctx ends; then the remaining batches are dropped
+// unmarked, to be delivered again.
+func (w *worker) send(ctx context.Context, q <-chan *outBatch) {
+	c := w.c
+	logs := newEvery(10 * time.Second)
+	for b := range q {
+		if ctx.Err() != nil {
+			continue
+		}
+		if len(b.msgs) > 0 && !w.write(ctx, b.msgs, logs) {
+			continue
+		}
+		w.g.mark(w.partition, b.next)
+		now := time.Now().UnixNano()
+		for i := 0; i+1 < len(b.times); i += 2 {
+			c.m.e2eEvent.Observe(float64(now-b.times[i]) / 1e9)
+			c.m.e2eAppend.Observe(float64(now-b.times[i+1]) / 1e9)
+		}
+		c.m.decisionsSent.Add(float64(len(b.times) / 2))
+	}
+}
+
+// write produces msgs, retrying the failed ones until ctx ends.
+func (w *worker) write(ctx context.Context, msgs []kafka.Message, logs *every) bool {
+	back := 100 * time.Millisecond
+	for {
+		err := w.c.writer.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		w.c.m.errors.WithLabelValues("produce").Inc()
+		if n, ok := logs.allow(); ok {
+			w.c.log.Warn("kafka: producing decisions failed; retrying", "partition", w.partition, "err", err, "errors", n)
+		}
+		var werrs kafka.WriteErrors
+		if errors.As(err, &werrs) && len(werrs) == len(msgs) {
+			failed := msgs[:0:0]
+			for i, e := range werrs {
+				if e != nil {
+					failed = append(failed, msgs[i])
+				}
+			}
+			msgs = failed
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(back):
+		}
+		back = min(2*back, 2*time.Second)
+	}
+}

@@ -1,0 +1,71 @@
+package rules
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestLint(t *testing.T) {
+	src := `
+ruleset: {step_up_at: 40, pause_at: 80}
+lists:
+  vips: [a]
+rules:
+  - {name: contradiction, when: "amount > 100 and card_count_1h > 3 and amount < 50", action: step_up, score: 10, reason: A}
+  - {name: same_value, when: "card.country == 'US' and card.country == 'FR'", action: step_up, score: 10, reason: B}
+  - {name: constant, when: "1 > 2", action: step_up, score: 10, reason: C}
+  - {name: always, when: "true", action: step_up, score: 10, reason: D}
+  - {name: empty, when: "billing.country == ''", action: step_up, score: 10, reason: E}
+  - {name: off, when: "amount > 1", action: step_up, score: 10, reason: F, rollout: 0}
+  - {name: copy, when: "amount   >  1", action: pause, score: 10, reason: G}
+  - {name: shared_reason, when: "amount > 2", action: step_up, score: 10, reason: G}
+  - {name: too_strong, when: "amount > 3", action: step_up, score: 85, reason: H}
+  - {name: fine, when: "card_count_1h >= 3 and card_count_1h <= 10", action: step_up, score: 0, reason: I}
+`
+	s, err := Compile([]Source{{"l.yaml", []byte(src)}}, contractSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range Lint(s) {
+		got = append(got, w.String())
+	}
+	text := strings.Join(got, "\n")
+	for _, want := range []string{
+		`l.yaml:6:5: rule "contradiction": never fires: amount > 100 and amount < 50 cannot all hold [never-fires]`,
+		`l.yaml:7:5: rule "same_value": never fires: card.country == "US" and card.country == "FR" cannot all hold [never-fires]`,
+		`l.yaml:8:5: rule "constant": the expression is always false [never-fires]`,
+		`l.yaml:9:5: rule "always": the expression is always true: the rule fires on every transaction [always-fires]`,
+		`l.yaml:10:5: rule "empty": a comparison with "" is always false`,
+		`l.yaml:11:5: rule "off": rollout 0: the rule never counts`,
+		`l.yaml:12:5: rule "copy": same expression as rule "off"`,
+		`l.yaml:13:5: rule "shared_reason": reason G is also rule "copy"'s`,
+		`l.yaml:14:5: rule "too_strong": score 85 reaches pause_at 80 by itself`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+	if strings.Contains(text, `"fine"`) || len(got) != 9 {
+		t.Errorf("%d warnings:\n%s", len(got), text)
+	}
+
+	thresholds := `
+ruleset: {step_up_at: 40, pause_at: 80}
+rules:
+  - {name: allow, when: "account.id == 'x'", action: approve, score: 0, reason: ALLOW}
+  - {name: weak, when: "amount > 1", action: step_up, score: 20, reason: WEAK}
+`
+	s, err = Compile([]Source{{"t.yaml", []byte(thresholds)}}, contractSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, w := range Lint(s) {
+		got = append(got, w.String())
+	}
+	text = strings.Join(got, "\n")
+	if !strings.Contains(text, `rule "allow": allow-list rule with no effect`) || !strings.Contains(text, "t.yaml:1:1: the active rules' scores add up to 20: step_up_at 40 and pause_at 80 are never reached by score [threshold]") {
+		t.Errorf("threshold warnings:\n%s", text)
+	}
+}

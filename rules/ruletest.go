@@ -1,0 +1,483 @@
+package rules
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-fraud/vigil/engine/event"
+	"github.com/vigil-fraud/vigil/features"
+)
+
+// A rule test file (name_test.yaml, next to the rules) holds test cases.
+// Each case is a sequence of transactions replayed in order through a
+// fresh features engine — features depend on history — and expectations on
+// the decisions of chosen transactions:
+//
+//	tests:
+//	  - name: card testing steps up on the fifth attempt
+//	    transactions:
+//	      - {id: t, repeat: 5, every: 1m, amount: 100, currency: USD, card: {token: tok_1}}
+//	    expect:
+//	      - id: t-5
+//	        decision: step_up
+//	        score: 40..60
+//	        hits: [card_velocity_10m]
+//	        features: {card_count_10m: 5}
+//
+// A transaction is an event as POST /v1/score takes it (checked the same
+// way) plus three test keys: at (offset from the case's start), repeat (n
+// copies with ids id-1..id-n) and every (the gap between copies). Without
+// at or time, a transaction comes 1s after the previous one.
+
+// TestFile is a parsed rule test file.
+type TestFile struct {
+	Name  string
+	Tests []*TestCase
+}
+
+// TestCase is one replayed sequence and its expectations.
+type TestCase struct {
+	Name         string        `yaml:"name"`
+	Description  string        `yaml:"description"`
+	Start        time.Time     `yaml:"start"`    // default DefaultTestStart
+	Skip         string        `yaml:"skip"`     // a reason to skip the case
+	Requires     []string      `yaml:"requires"` // geoip: needs an IP geolocation database
+	Transactions []yaml.Node   `yaml:"transactions"`
+	Expect       []Expectation `yaml:"expect"`
+
+	Pos    Pos            `yaml:"-"`
+	events []*event.Event // decoded transactions, in order
+}
+
+// DefaultTestStart is when a test case starts unless it says otherwise.
+var DefaultTestStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Expectation is what a test expects of one transaction's decision. Unset
+// keys are not checked.
+type Expectation struct {
+	ID       string         `yaml:"id"` // default: the last transaction
+	Decision Action         `yaml:"decision"`
+	Score    *ScoreRange    `yaml:"score"`
+	Hits     *[]string      `yaml:"hits"`    // exactly these counting hits, in any order
+	Ignored  *[]string      `yaml:"ignored"` // exactly these shadow or out-of-rollout hits
+	Reasons  *[]string      `yaml:"reasons"` // the reason codes, in the decision's order
+	Features map[string]any `yaml:"features"`
+	Line     int            `yaml:"-"`
+}
+
+// ScoreRange is an expected score: 40, "40..60", or {min: 40, max: 60}.
+type ScoreRange struct{ Min, Max int }
+
+// UnmarshalYAML reads the three forms.
+func (s *ScoreRange) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		var m struct{ Min, Max *int }
+		if err := n.Decode(&m); err != nil {
+			return err
+		}
+		s.Min, s.Max = 0, 100
+		if m.Min != nil {
+			s.Min = *m.Min
+		}
+		if m.Max != nil {
+			s.Max = *m.Max
+		}
+		return nil
+	}
+	lo, hi, isRange := strings.Cut(n.Value, "..")
+	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	b, err2 := a, error(nil)
+	if isRange {
+		b, err2 = strconv.Atoi(strings.TrimSpace(hi))
+	}
+	if err1 != nil || err2 != nil || a > b {
+		return fmt.Errorf("score: want a number, min..max or {min, max}, not %q", n.Value)
+	}
+	s.Min, s.Max = a, b
+	return nil
+}
+
+func (s ScoreRange) String() string {
+	if s.Min == s.Max {
+		return strconv.Itoa(s.Min)
+	}
+	return fmt.Sprintf("%d..%d", s.Min, s.Max)
+}
+
+var testKeys = map[string]bool{"at": true, "repeat": true, "every": true}
+
+// ParseTestFile decodes a rule test file strictly and decodes every
+// transaction as the API would, reporting all problems at once.
+func ParseTestFile(name string, data []byte) (*TestFile, error) {
+	var doc struct {
+		Tests []*TestCase `yaml:"tests"`
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(name, err).err()
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(name, err).err()
+	}
+	f := &TestFile{Name: name, Tests: doc.Tests}
+	positions(&root, f)
+	var errs errorList
+	seen := map[string]bool{}
+	for _, tc := range f.Tests {
+		if tc.Name == "" {
+			errs.add(tc.Pos, "", "test without a name")
+		} else if seen[tc.Name] {
+			errs.add(tc.Pos, "", "test %q: name used again", tc.Name)
+		}
+		seen[tc.Name] = true
+		if tc.Start.IsZero() {
+			tc.Start = DefaultTestStart
+		}
+		for _, req := range tc.Requires {
+			if req != RequiresGeoIP {
+				errs.add(tc.Pos, "", "test %q: unknown requirement %q (geoip)", tc.Name, req)
+			}
+		}
+		if len(tc.Transactions) == 0 {
+			errs.add(tc.Pos, "", "test %q: no transactions", tc.Name)
+		}
+		ids := map[string]bool{}
+		prev := tc.Start.Add(-time.Second)
+		for i := range tc.Transactions {
+			evs, err := decodeTransactions(&tc.Transactions[i], tc.Start, prev)
+			if err != nil {
+				errs.add(Pos{name, tc.Transactions[i].Line, tc.Transactions[i].Column}, "", "test %q: transaction %d: %v", tc.Name, i+1, err)
+				continue
+			}
+			for _, ev := range evs {
+				if ids[ev.ID] {
+					errs.add(Pos{name, tc.Transactions[i].Line, tc.Transactions[i].Column}, "", "test %q: transaction id %q used twice", tc.Name, ev.ID)
+				}
+				ids[ev.ID] = true
+				prev = ev.Time
+			}
+			tc.events = append(tc.events, evs...)
+		}
+		if len(tc.Expect) == 0 && tc.Skip == "" {
+			errs.add(tc.Pos, "", "test %q: nothing expected", tc.Name)
+		}
+		for _, x := range tc.Expect {
+			if x.ID != "" && !ids[x.ID] && len(tc.events) > 0 {
+				errs.add(Pos{name, x.Line, 1}, "", "test %q: expect: no transaction with id %q", tc.Name, x.ID)
+			}
+			switch x.Decision {
+			case "", Approve, StepUp, Pause:
+			default:
+				errs.add(Pos{name, x.Line, 1}, "", "test %q: unknown decision %q", tc.Name, x.Decision)
+			}
+		}
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// positions records the lines of cases and expectations.
+func positions(root *yaml.Node, f *TestFile) {
+	if len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
+		return
+	}
+	top := root.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "tests" {
+			continue
+		}
+		for j, item := range top.Content[i+1].Content {
+			if j >= len(f.Tests) {
+				break
+			}
+			tc := f.Tests[j]
+			tc.Pos = Pos{f.Name, item.Line, item.Column}
+			for k := 0; k+1 < len(item.Content); k += 2 {
+				if item.Content[k].Value == "expect" {
+					for x, e := range item.Content[k+1].Content {
+						if x < len(tc.Expect) {
+							tc.Expect[x].Line = e.Line
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// decodeTransactions turns one transactions entry into events: the test
+// keys apply, the rest is decoded and validated as POST /v1/score does.
+func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, error) {
+	var m map[string]any
+	if err := n.Decode(&m); err != nil {
+		return nil, fmt.Errorf("want an event mapping: %w", err)
+	}
+	at := prev.Add(time.Second)
+	if v, ok := m["at"]; ok {
+		d, err := parseTestDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("at: %w", err)
+		}
+		at = start.Add(d)
+	}
+	repeat, every := 1, time.Second
+	if v, ok := m["repeat"]; ok {
+		n, isInt := v.(int)
+		if !isInt || n < 1 || n > 10000 {
+			return nil, fmt.Errorf("repeat: want a count from 1 to 10000")
+		}
+		repeat = n
+	}
+	if v, ok := m["every"]; ok {
+		d, err := parseTestDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("every: %w", err)
+		}
+		every = d
+	}
+	for k := range testKeys {
+		delete(m, k)
+	}
+	id, _ := m["id"].(string)
+	var out []*event.Event
+	for i := range repeat {
+		t := at.Add(time.Duration(i) * every)
+		if tv, ok := m["time"]; ok && repeat == 1 {
+			switch tv := tv.(type) {
+			case time.Time:
+				t = tv
+			case string:
+				p, err := time.Parse(time.RFC3339Nano, tv)
+				if err != nil {
+					return nil, fmt.Errorf("time: %w", err)
+				}
+				t = p
+			}
+		}
+		m["time"] = t.Format(time.RFC3339Nano)
+		if repeat > 1 {
+			m["id"] = fmt.Sprintf("%s-%d", id, i+1)
+		}
+		data, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := event.Decode(data, t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func parseTestDuration(v any) (time.Duration, error) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, fmt.Errorf("want a duration such as 90s, 10m, 2h or 7d")
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok { // days, which time.ParseDuration lacks
+		if days, err := strconv.Atoi(n); err == nil && days >= 0 {
+			return time.Duration(days) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("want a duration such as 90s, 10m, 2h or 7d, not %q", s)
+	}
+	return d, nil
+}
+
+// Observer computes an event's features into a vector and records the
+// event, as the features engine does. If it is an io.Closer, it is closed
+// after its test case.
+type Observer interface {
+	Observe(ev *event.Event, v *features.Vector)
+}
+
+// RequiresGeoIP marks a test case that needs the features engine to have
+// an IP geolocation database (ip_country, card_travel_kmh, ...).
+const RequiresGeoIP = "geoip"
+
+// TestOptions select and condition test cases.
+type TestOptions struct {
+	Filter *regexp.Regexp // run the cases whose name or file/name matches
+	GeoIP  bool           // the features engines have an IP geolocation database
+}
+
+// TestResult is the outcome of one test case.
+type TestResult struct {
+	File     string
+	Name     string
+	Skipped  string   // why the case was skipped
+	Failures []string // what did not match; empty when it passed
+	Duration time.Duration
+}
+
+// Passed reports a case that ran and matched.
+func (r *TestResult) Passed() bool { return r.Skipped == "" && len(r.Failures) == 0 }
+
+// RunTests runs test cases against a compiled set. newObserver builds a
+// fresh features engine for each case; its schema must be the set's.
+func RunTests(set *Set, newObserver func() (Observer, error), files []*TestFile, opt TestOptions) []TestResult {
+	var out []TestResult
+	for _, f := range files {
+		for _, tc := range f.Tests {
+			if opt.Filter != nil && !opt.Filter.MatchString(tc.Name) && !opt.Filter.MatchString(f.Name+"/"+tc.Name) {
+				continue
+			}
+			start := time.Now()
+			res := TestResult{File: f.Name, Name: tc.Name}
+			if tc.Skip != "" {
+				res.Skipped = tc.Skip
+			} else if slices.Contains(tc.Requires, RequiresGeoIP) && !opt.GeoIP {
+				res.Skipped = "needs an IP geolocation database (vigil rules test --geoip FILE.mmdb)"
+			} else if missing := missingFeatures(set.Schema, tc); len(missing) > 0 {
+				res.Skipped = "needs features the feature definitions do not provide: " + strings.Join(missing, ", ")
+			} else {
+				res.Failures = runCase(set, newObserver, tc)
+			}
+			res.Duration = time.Since(start)
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+func missingFeatures(schema *features.Schema, tc *TestCase) []string {
+	var missing []string
+	for _, x := range tc.Expect {
+		for name := range x.Features {
+			if _, ok := schema.Lookup(name); !ok && !slices.Contains(missing, name) {
+				missing = append(missing, name)
+			}
+		}
+	}
+	slices.Sort(missing)
+	return missing
+}
+
+func runCase(set *Set, newObserver func() (Observer, error), tc *TestCase) []string {
+	obs, err := newObserver()
+	if err != nil {
+		return []string{"features: " + err.Error()}
+	}
+	if c, ok := obs.(io.Closer); ok {
+		defer c.Close()
+	}
+	byID := map[string][]*Expectation{}
+	for i := range tc.Expect {
+		x := &tc.Expect[i]
+		id := x.ID
+		if id == "" {
+			id = tc.events[len(tc.events)-1].ID
+		}
+		byID[id] = append(byID[id], x)
+	}
+	var fails []string
+	vec := features.NewVector(set.Schema)
+	var env Env
+	var ev Evaluator
+	var res Result
+	for _, e := range tc.events {
+		obs.Observe(e, vec)
+		env.Set(e, vec)
+		ev.Evaluate(set, &env, &res)
+		for _, msg := range res.Errors {
+			fails = append(fails, fmt.Sprintf("%s: rule error: %s", e.ID, msg))
+		}
+		for _, x := range byID[e.ID] {
+			fails = append(fails, check(x, e.ID, &res, set.Schema, vec)...)
+		}
+	}
+	return fails
+}
+
+func check(x *Expectation, id string, res *Result, schema *features.Schema, vec *features.Vector) []string {
+	var fails []string
+	failf := func(format string, args ...any) {
+		fails = append(fails, fmt.Sprintf("%s (line %d): ", id, x.Line)+fmt.Sprintf(format, args...))
+	}
+	if x.Decision != "" && res.Decision != x.Decision {
+		failf("decision %s, want %s (score %d, hits %s)", res.Decision, x.Decision, res.Score, ruleNames(res.Hits))
+	}
+	if x.Score != nil && (res.Score < x.Score.Min || res.Score > x.Score.Max) {
+		failf("score %d, want %s (hits %s)", res.Score, x.Score, ruleNames(res.Hits))
+	}
+	if x.Hits != nil && !sameSet(ruleNameList(res.Hits), *x.Hits) {
+		failf("hits %s, want %s", ruleNames(res.Hits), "["+strings.Join(*x.Hits, ", ")+"]")
+	}
+	if x.Ignored != nil && !sameSet(ruleNameList(res.Ignored), *x.Ignored) {
+		failf("ignored hits %s, want %s", ruleNames(res.Ignored), "["+strings.Join(*x.Ignored, ", ")+"]")
+	}
+	if x.Reasons != nil {
+		var got []string
+		for _, h := range res.Hits {
+			got = append(got, h.Code)
+		}
+		if !slices.Equal(got, *x.Reasons) {
+			failf("reasons [%s], want [%s]", strings.Join(got, ", "), strings.Join(*x.Reasons, ", "))
+		}
+	}
+	for _, name := range sortedKeys(x.Features) {
+		i, _ := schema.Lookup(name)
+		got, want := vec.Value(schema, i), x.Features[name]
+		if !sameValue(got, want) {
+			failf("feature %s = %s, want %s", name, showValue(got), showValue(want))
+		}
+	}
+	return fails
+}
+
+func ruleNameList(hits []Hit) []string {
+	out := make([]string, len(hits))
+	for i, h := range hits {
+		out[i] = h.Rule
+	}
+	return out
+}
+
+func ruleNames(hits []Hit) string { return "[" + strings.Join(ruleNameList(hits), ", ") + "]" }
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+func sameValue(got, want any) bool {
+	switch w := want.(type) {
+	case nil:
+		return got == nil
+	case int:
+		g, ok := got.(float64)
+		return ok && g == float64(w)
+	case float64:
+		g, ok := got.(float64)
+		return ok && math.Abs(g-w) <= 1e-6*math.Max(1, math.Abs(w))
+	}
+	return got == want
+}
+
+func showValue(v any) string {
+	if v == nil {
+		return "missing"
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,189 @@
+package signals
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-fraud/vigil/engine"
+)
+
+func TestMigrationsRunTwice(t *testing.T) {
+	cfg, conn := testClickHouse(t)
+	ctx := context.Background()
+	res, err := Migrate(ctx, conn, cfg.Database, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Applied) != len(Migrations) || res.Current != LatestVersion() {
+		t.Fatalf("first run: %+v", res)
+	}
+	res2, err := Migrate(ctx, conn, cfg.Database, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res2.Applied) != 0 || res2.Current != LatestVersion() {
+		t.Fatalf("second run applied %v", res2.Applied)
+	}
+	if n := queryUint(t, conn, fmt.Sprintf("SELECT count() FROM %s.%s", quoteIdent(cfg.Database), MigrationsTable)); n != uint64(len(Migrations)) {
+		t.Errorf("%d migration rows, want %d", n, len(Migrations))
+	}
+	// every view answers
+	for _, v := range views {
+		rows, err := conn.Query(ctx, fmt.Sprintf("SELECT * FROM %s.%s LIMIT 1", quoteIdent(cfg.Database), v.name))
+		if err != nil {
+			t.Errorf("view %s: %v", v.name, err)
+			continue
+		}
+		rows.Close()
+	}
+	// a migration interrupted after its DDL (no row recorded) runs again fine
+	if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE version = 3", quoteIdent(cfg.Database), MigrationsTable)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "mutation", func() bool {
+		return queryUint(t, conn, fmt.Sprintf("SELECT count() FROM %s.%s WHERE version = 3", quoteIdent(cfg.Database), MigrationsTable)) == 0
+	})
+	res3, err := Migrate(ctx, conn, cfg.Database, quietLog())
+	if err != nil || !slices.Equal(res3.Applied, []int{3}) {
+		t.Fatalf("re-applying 3: %+v %v", res3, err)
+	}
+}
+
+// The LowCardinality variant of the schema (servers >= 19) also works on
+// this server, with the experimental setting deploy/clickhouse enables.
+func TestSchemaLowCardinalityVariant(t *testing.T) {
+	cfg, conn := testClickHouse(t)
+	ctx := context.Background()
+	if err := conn.Exec(ctx, "CREATE DATABASE "+quoteIdent(cfg.Database)); err != nil {
+		t.Fatal(err)
+	}
+	caps := Capabilities{LowCardinality: true}
+	for _, q := range []string{signalsDDL(cfg.Database, caps), labelsDDL(cfg.Database, caps)} {
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%v\n%s", err, q)
+		}
+	}
+	l, err := detectLayout(ctx, conn, cfg.Database)
+	if err != nil || !l.msColumns {
+		t.Fatalf("layout %+v %v", l, err)
+	}
+	ins := newCHInserter(conn, cfg, quietLog())
+	ins.migrate = false
+	if err := ins.Insert(ctx, records(0, 50)); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryUint(t, conn, fmt.Sprintf("SELECT count() FROM %s.signals WHERE toTypeName(decision) = 'LowCardinality(String)'", quoteIdent(cfg.Database))); n != 50 {
+		t.Errorf("%d rows", n)
+	}
+}
+
+func TestInsertedColumns(t *testing.T) {
+	cfg, conn := testClickHouse(t)
+	t.Setenv("VIGIL_TEST_IP_KEY", "0123456789abcdef-test-key")
+	cfg.IPHashKeyEnv = "VIGIL_TEST_IP_KEY"
+	w, err := NewWriter(cfg, quietLog(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	stop := startWriter(t, w)
+	r := testRecord(12)
+	r.EventTime = time.Date(2026, 11, 20, 10, 0, 1, 234e6, time.UTC)
+	w.Put(r)
+	stop()
+	var (
+		id, ipHash, decision string
+		evTime               time.Time
+		ms                   uint16
+		hits, fnames         []string
+		fvals                []float64
+		fsn, fsv             []string
+		score                uint8
+		amount               float64
+	)
+	row := conn.QueryRow(context.Background(), fmt.Sprintf(`SELECT event_id, ip_hash, decision, event_time, event_time_ms, hits, feature_names, feature_values,
+		feature_str_names, feature_str_values, score, amount FROM %s.signals`, quoteIdent(cfg.Database)))
+	if err := row.Scan(&id, &ipHash, &decision, &evTime, &ms, &hits, &fnames, &fvals, &fsn, &fsv, &score, &amount); err != nil {
+		t.Fatal(err)
+	}
+	if id != "tx_000012" || decision != "step_up" || score != 12 || amount != 10.12 || !slices.Equal(hits, []string{"large_amount"}) {
+		t.Errorf("row %s %s %d %v %v", id, decision, score, amount, hits)
+	}
+	if !evTime.Equal(time.Date(2026, 11, 20, 10, 0, 1, 0, time.UTC)) || ms != 234 {
+		t.Errorf("event time %v + %d ms", evTime, ms)
+	}
+	if ipHash == "" || ipHash == "203.0.113.12" || len(ipHash) != 32 {
+		t.Errorf("ip_hash %q", ipHash)
+	}
+	if !slices.Equal(fnames, r.FeatureNames) || len(fvals) != 3 || fvals[0] != 5 || fvals[2] == fvals[2] {
+		t.Errorf("features %v %v", fnames, fvals)
+	}
+	if !slices.Equal(fsn, []string{"ip_country"}) || !slices.Equal(fsv, []string{"DE"}) {
+		t.Errorf("string features %v %v", fsn, fsv)
+	}
+}
+
+// Signals of N events scored by the engine all arrive, exactly once.
+func TestSignalsFromEngineArriveOnce(t *testing.T) {
+	cfg, conn := testClickHouse(t)
+	cfg.Queue.BatchSize = 1000
+	w, err := NewWriter(cfg, quietLog(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	stop := startWriter(t, w)
+	e := newTestEngine(t, w)
+	const n = 5000
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		if _, err := e.Score(ctx, testEvent(t, i), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// the same ids again: replays, no new signals
+	for i := 0; i < 100; i++ {
+		if _, err := e.Score(ctx, testEvent(t, i), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := quoteIdent(cfg.Database)
+	waitFor(t, 30*time.Second, "all signals", func() bool {
+		return queryUint(t, conn, "SELECT count() FROM "+db+".signals") >= n
+	})
+	stop()
+	if c, u := queryUint(t, conn, "SELECT count() FROM "+db+".signals"), queryUint(t, conn, "SELECT uniqExact(event_id) FROM "+db+".signals"); c != n || u != n {
+		t.Fatalf("%d rows, %d distinct ids; want %d", c, u, n)
+	}
+	// query by id
+	ids := []string{"ev_0", "ev_1234", "ev_4999"}
+	rows, err := conn.Query(ctx, "SELECT event_id FROM "+db+".signals FINAL WHERE event_id IN (?, ?, ?)", ids[0], ids[1], ids[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		got = append(got, id)
+	}
+	rows.Close()
+	sort.Strings(got)
+	if !slices.Equal(got, []string{"ev_0", "ev_1234", "ev_4999"}) {
+		t.Errorf("by id: %v", got)
+	}
+	if v := testutil.ToFloat64(w.m.written["direct"]) + testutil.ToFloat64(w.m.written["replay"]); v != n {
+		t.Errorf("rows written metric %v", v)
+	}
+	if d := queryUint(t, conn, "SELECT count() FROM "+db+".signals WHERE has(hits, 'very_large_amount') AND decision = 'pause'"); d == 0 {
+		t.Error("no very_large_amount pause signals")
+	}
+	_ = engine.SourceHTTP
+}

@@ -1,0 +1,125 @@
+package signals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/vigil-fraud/vigil/engine"
+)
+
+// inserter writes batches of records. The ClickHouse one is the real
+// thing; tests of the queue and spill logic may use a fake.
+type inserter interface {
+	Insert(ctx context.Context, recs []*engine.Record) error
+}
+
+// errNoSchema is returned while the signals table does not exist and
+// migrations at start-up are off.
+var errNoSchema = errors.New("signals table missing: run `vigil signals migrate`")
+
+// chInserter inserts into ClickHouse with the native protocol, one INSERT
+// naming its columns per batch. Before its first insert it applies the
+// migrations (when configured) and reads the table's layout.
+type chInserter struct {
+	conn    driver.Conn
+	db      string
+	migrate bool
+	log     *slog.Logger
+
+	mu    sync.Mutex // one insert at a time; guards lay and blk
+	ready atomic.Bool
+	lay   layout
+	blk   block
+}
+
+func newCHInserter(conn driver.Conn, cfg Config, log *slog.Logger) *chInserter {
+	return &chInserter{conn: conn, db: cfg.Database, migrate: cfg.Migrate, log: log}
+}
+
+// prepare migrates (if configured) and detects the table's layout.
+func (c *chInserter) prepare(ctx context.Context) error {
+	if c.ready.Load() {
+		return nil
+	}
+	if c.migrate {
+		if _, err := Migrate(ctx, c.conn, c.db, c.log); err != nil {
+			return err
+		}
+	}
+	l, err := detectLayout(ctx, c.conn, c.db)
+	if err != nil {
+		return err
+	}
+	c.lay = l
+	c.ready.Store(true)
+	return nil
+}
+
+// detectLayout reads the signals table's columns: a table created on a
+// server without DateTime64 has <time>_ms columns, and keeps them after an
+// upgrade.
+func detectLayout(ctx context.Context, conn driver.Conn, db string) (layout, error) {
+	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", db, SignalsTable)
+	if err != nil {
+		return layout{}, fmt.Errorf("signals layout: %w", err)
+	}
+	defer rows.Close()
+	cols := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return layout{}, fmt.Errorf("signals layout: %w", err)
+		}
+		cols[n] = true
+	}
+	if err := rows.Err(); err != nil {
+		return layout{}, fmt.Errorf("signals layout: %w", err)
+	}
+	if len(cols) == 0 {
+		return layout{}, errNoSchema
+	}
+	l := layout{msColumns: cols["event_time_ms"]}
+	for _, n := range l.insertColumns() {
+		if !cols[n] {
+			return layout{}, fmt.Errorf("signals table lacks column %s: run `vigil signals migrate`", n)
+		}
+	}
+	return l, nil
+}
+
+// Insert sends one batch. A batch prepared before an outage fails on Send;
+// the caller retries with a fresh one.
+func (c *chInserter) Insert(ctx context.Context, recs []*engine.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.prepare(ctx); err != nil {
+		return err
+	}
+	c.blk.reset()
+	for _, r := range recs {
+		c.blk.add(r)
+	}
+	batch, err := c.conn.PrepareBatch(ctx, c.lay.insertSQL(c.db))
+	if err != nil {
+		return fmt.Errorf("signals insert: %w", err)
+	}
+	if err := c.blk.appendTo(batch, c.lay); err != nil {
+		batch.Abort()
+		c.ready.Store(false) // the table may have changed under us: read it again
+		return err
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("signals insert: %w", err)
+	}
+	c.blk.reset() // let the records go
+	return nil
+}

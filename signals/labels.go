@@ -1,0 +1,185 @@
+package signals
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/vigil-fraud/vigil/engine"
+	"github.com/vigil-fraud/vigil/engine/event"
+)
+
+// Label is a confirmed outcome of a scored transaction, fed back later.
+type Label struct {
+	// EventID is the id of the scored transaction.
+	EventID string `json:"event_id"`
+	// Label is chargeback, confirmed_fraud, false_positive or legitimate.
+	Label string `json:"label"`
+	// LabelledAt is when the outcome was established; default: when vigil
+	// receives it. At most 1 h ahead of vigil's clock.
+	LabelledAt time.Time `json:"labelled_at,omitzero"`
+	// Source says where the label comes from (a chargeback feed, a case
+	// tool); optional, ≤ 128 bytes.
+	Source string `json:"source,omitempty"`
+}
+
+// Limits of a labels request.
+const (
+	MaxLabelsPerRequest = 10000
+	maxLabelsBody       = 4 << 20
+)
+
+// LabelsRequest is the body of POST /v1/labels (and of a message on the
+// labels Kafka topic).
+type LabelsRequest struct {
+	Labels []Label `json:"labels"`
+}
+
+// DecodeLabels decodes and validates a labels request strictly (unknown
+// fields are refused), filling default times with now. Every problem is
+// reported at once.
+func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	var req LabelsRequest
+	if err := d.Decode(&req); err != nil {
+		return nil, fmt.Errorf("invalid labels: %w", err)
+	}
+	if d.More() {
+		return nil, errors.New("invalid labels: data after the JSON object")
+	}
+	if len(req.Labels) == 0 {
+		return nil, errors.New("invalid labels: labels: empty")
+	}
+	if len(req.Labels) > MaxLabelsPerRequest {
+		return nil, fmt.Errorf("invalid labels: labels: more than %d", MaxLabelsPerRequest)
+	}
+	var errs []string
+	for i := range req.Labels {
+		l := &req.Labels[i]
+		at := func(field, reason string) { errs = append(errs, fmt.Sprintf("labels[%d].%s: %s", i, field, reason)) }
+		switch {
+		case l.EventID == "":
+			at("event_id", "required")
+		case !validEventID(l.EventID):
+			at("event_id", "must be printable ASCII without spaces, at most 128 bytes")
+		case event.ContainsPAN(l.EventID):
+			at("event_id", "looks like a card number")
+		}
+		if !slices.Contains(Labels, l.Label) {
+			at("label", "must be one of "+strings.Join(Labels, ", "))
+		}
+		if l.LabelledAt.IsZero() {
+			l.LabelledAt = now
+		} else if l.LabelledAt.After(now.Add(time.Hour)) {
+			at("labelled_at", "more than 1h in the future")
+		}
+		l.LabelledAt = l.LabelledAt.UTC()
+		switch {
+		case len(l.Source) > 128 || !printable(l.Source):
+			at("source", "must be printable, at most 128 bytes")
+		case event.ContainsPAN(l.Source):
+			at("source", "looks like a card number")
+		}
+	}
+	if len(errs) > 0 {
+		if len(errs) > 20 {
+			errs = append(errs[:20], fmt.Sprintf("and %d more", len(errs)-20))
+		}
+		return nil, errors.New("invalid labels: " + strings.Join(errs, "; "))
+	}
+	return req.Labels, nil
+}
+
+func validEventID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// InsertLabels stores labels in ClickHouse, synchronously (labels are not
+// spilled: the caller retries on error).
+func (w *Writer) InsertLabels(ctx context.Context, labels []Label) error {
+	if w.conn == nil {
+		return errors.New("signals: no ClickHouse connection")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(w.cfg.InsertTimeout))
+	defer cancel()
+	if err := insertLabels(ctx, w.conn, w.cfg.Database, labels); err != nil {
+		return err
+	}
+	w.m.labelsWritten.Add(float64(len(labels)))
+	return nil
+}
+
+func insertLabels(ctx context.Context, conn driver.Conn, db string, labels []Label) error {
+	b, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (event_id, label, labelled_at, source)", quoteIdent(db), LabelsTable))
+	if err != nil {
+		return fmt.Errorf("labels insert: %w", err)
+	}
+	ids, names, ats, srcs := make([]string, len(labels)), make([]string, len(labels)), make([]time.Time, len(labels)), make([]string, len(labels))
+	for i, l := range labels {
+		ids[i], names[i], ats[i], srcs[i] = l.EventID, l.Label, l.LabelledAt.UTC(), l.Source
+	}
+	for i, col := range []any{ids, names, ats, srcs} {
+		if err := b.Column(i).Append(col); err != nil {
+			b.Abort()
+			return fmt.Errorf("labels insert: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("labels insert: %w", err)
+	}
+	return nil
+}
+
+// LabelsHandler serves POST /v1/labels: a JSON body {"labels": [{"event_id",
+// "label", "labelled_at", "source"}, ...]} of at most 10,000 labels,
+// validated all or nothing, stored synchronously. Answers 200
+// {"accepted": n}, 400 invalid_labels, 413 too_large, or 503 unavailable
+// when ClickHouse cannot take them now (retry later). Mount it with the
+// API's authentication, scope labels.
+func LabelsHandler(w *Writer) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxLabelsBody))
+		if err != nil {
+			engine.WriteError(rw, r, http.StatusRequestEntityTooLarge, "too_large", "labels body larger than 4 MiB")
+			return
+		}
+		labels, err := DecodeLabels(body, time.Now())
+		if err != nil {
+			engine.WriteError(rw, r, http.StatusBadRequest, "invalid_labels", err.Error())
+			return
+		}
+		if err := w.InsertLabels(r.Context(), labels); err != nil {
+			w.log.Error("labels not stored", "labels", len(labels), "err", err)
+			engine.WriteError(rw, r, http.StatusServiceUnavailable, "unavailable", "the labels could not be stored now; retry later")
+			return
+		}
+		engine.WriteJSON(rw, http.StatusOK, map[string]int{"accepted": len(labels)})
+	}
+}

@@ -1,0 +1,100 @@
+package signals
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-fraud/vigil/engine/event"
+)
+
+func TestDecodeLabels(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name, body, wantErr string
+	}{
+		{"ok", `{"labels":[{"event_id":"tx_1","label":"chargeback"},{"event_id":"tx_2","label":"false_positive","labelled_at":"2026-11-01T00:00:00Z","source":"review"}]}`, ""},
+		{"unknown label", `{"labels":[{"event_id":"tx_1","label":"fraud"}]}`, "labels[0].label: must be one of"},
+		{"missing id", `{"labels":[{"label":"chargeback"}]}`, "labels[0].event_id: required"},
+		{"id with space", `{"labels":[{"event_id":"a b","label":"chargeback"}]}`, "printable ASCII"},
+		{"card number", `{"labels":[{"event_id":"4111111111111111","label":"chargeback"}]}`, "looks like a card number"},
+		{"card number in source", `{"labels":[{"event_id":"x","label":"chargeback","source":"pan 4111 1111 1111 1111"}]}`, "source: looks like a card number"},
+		{"future", `{"labels":[{"event_id":"x","label":"chargeback","labelled_at":"2026-12-01T00:00:00Z"}]}`, "future"},
+		{"unknown field", `{"labels":[{"event_id":"x","label":"chargeback","amount":3}]}`, "unknown field"},
+		{"empty", `{"labels":[]}`, "empty"},
+		{"trailing", `{"labels":[{"event_id":"x","label":"chargeback"}]} {}`, "after the JSON"},
+		{"all problems at once", `{"labels":[{"event_id":"","label":"x"},{"event_id":"y","label":"z"}]}`, "labels[1].label"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DecodeLabels([]byte(tt.body), now)
+			if tt.wantErr == "" {
+				if err != nil || len(got) != 2 || !got[0].LabelledAt.Equal(now) || got[1].Source != "review" {
+					t.Errorf("%+v %v", got, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("err %v, want %q", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "4111") {
+				t.Errorf("the error echoes the card number: %v", err)
+			}
+		})
+	}
+}
+
+func TestLabelsHandlerErrors(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Addr = "127.0.0.1:1" // nothing listens: inserts fail
+	cfg.DialTimeout = 1e9
+	w, err := NewWriter(cfg, quietLog(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	h := LabelsHandler(w)
+	for _, tt := range []struct {
+		body string
+		code int
+	}{
+		{`{"labels":[{"event_id":"x","label":"nope"}]}`, 400},
+		{`{"labels":[{"event_id":"x","label":"chargeback"}]}`, 503},
+		{strings.Repeat(" ", 5<<20), 413},
+	} {
+		rec := httptest.NewRecorder()
+		h(rec, httptest.NewRequest(http.MethodPost, "/v1/labels", bytes.NewReader([]byte(tt.body))))
+		if rec.Code != tt.code || !strings.Contains(rec.Body.String(), `"error"`) {
+			t.Errorf("%.40q: %d %s", tt.body, rec.Code, rec.Body.String())
+		}
+	}
+}
+
+// FuzzDecodeLabels: any body is either refused with an error or gives
+// labels that all pass validation (no card number, a known label).
+func FuzzDecodeLabels(f *testing.F) {
+	f.Add([]byte(`{"labels":[{"event_id":"tx_1","label":"fraud"}]}`))
+	f.Add([]byte(`{"labels":[{"event_id":"4111111111111111","label":"fraud","source":"chargeback"}]}`))
+	f.Add([]byte(`{"labels":[{"event_id":"tx_2","label":"legit","labelled_at":"2026-01-02T03:04:05Z"}]}`))
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		labels, err := DecodeLabels(data, now)
+		if err != nil {
+			if labels != nil {
+				t.Fatal("labels returned with an error")
+			}
+			return
+		}
+		for _, l := range labels {
+			if !validEventID(l.EventID) || event.ContainsPAN(l.EventID) || event.ContainsPAN(l.Source) || !slices.Contains(Labels, l.Label) || l.LabelledAt.IsZero() {
+				t.Fatalf("invalid label accepted: %+v", l)
+			}
+		}
+	})
+}

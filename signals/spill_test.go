@@ -1,0 +1,212 @@
+package signals
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-fraud/vigil/engine"
+)
+
+func newTestSpill(t *testing.T, cfg SpillConfig) (*spill, *metrics) {
+	t.Helper()
+	m := newMetrics(nil, func() float64 { return 0 })
+	s, err := openSpill(cfg, quietLog(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.close)
+	return s, m
+}
+
+func spillCfg(t *testing.T) SpillConfig {
+	return SpillConfig{Dir: t.TempDir(), MaxBytes: 1 << 30, SegmentBytes: 4 << 10, FullPolicy: DropNewest}
+}
+
+func records(from, to int) []*engine.Record {
+	var out []*engine.Record
+	for i := from; i < to; i++ {
+		out = append(out, testRecord(i))
+	}
+	return out
+}
+
+// readAll replays the whole spill, committing each read.
+func readAll(t *testing.T, s *spill, max int) []string {
+	t.Helper()
+	var ids []string
+	for s.pending() {
+		recs, pos, err := s.read(max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			ids = append(ids, r.EventID)
+		}
+		s.commit(pos)
+	}
+	return ids
+}
+
+func ids(recs []*engine.Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.EventID)
+	}
+	return out
+}
+
+func TestSpillReplaysInOrderAcrossSegments(t *testing.T) {
+	s, m := newTestSpill(t, spillCfg(t))
+	for i := 0; i < 10; i++ {
+		if err := s.append(records(i*30, i*30+30)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(s.segs); n < 3 {
+		t.Fatalf("%d segments, want several (4 KiB each)", n)
+	}
+	if got := testutil.ToFloat64(m.spilledRows); got != 300 {
+		t.Errorf("spilled rows %v", got)
+	}
+	got := readAll(t, s, 17)
+	if want := ids(records(0, 300)); !slices.Equal(got, want) {
+		t.Fatalf("replayed %d ids out of order or missing", len(got))
+	}
+	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
+		t.Errorf("spill dir not empty after replay: %v", entries)
+	}
+	if testutil.ToFloat64(m.spillBytes) != 0 {
+		t.Errorf("spill bytes gauge %v", testutil.ToFloat64(m.spillBytes))
+	}
+}
+
+func TestSpillResumesAfterRestart(t *testing.T) {
+	cfg := spillCfg(t)
+	s, _ := newTestSpill(t, cfg)
+	if err := s.append(records(0, 50)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.append(records(50, 100)); err != nil {
+		t.Fatal(err)
+	}
+	recs, pos, err := s.read(10)
+	if err != nil || len(recs) != 10 {
+		t.Fatalf("read: %d %v", len(recs), err)
+	}
+	s.commit(pos) // first 10 delivered
+	recs, _, _ = s.read(10)
+	_ = recs // read but never committed: must come back
+	s.close()
+
+	s2, _ := newTestSpill(t, cfg)
+	got := readAll(t, s2, 33)
+	if want := ids(records(10, 100)); !slices.Equal(got, want) {
+		t.Fatalf("after restart replayed %v..., want tx_000010.. (%d ids, want %d)", got[:3], len(got), len(want))
+	}
+}
+
+func TestSpillTornTail(t *testing.T) {
+	cfg := spillCfg(t)
+	cfg.SegmentBytes = 1 << 20
+	s, m := newTestSpill(t, cfg)
+	if err := s.append(records(0, 20)); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	// a crash in the middle of the next append leaves half a frame
+	path := filepath.Join(cfg.Dir, s.segs[0].name())
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	frame := appendFrame(nil, testRecord(20))
+	f.Write(frame[:len(frame)/2])
+	f.Close()
+
+	s2, m2 := newTestSpill(t, cfg)
+	got := readAll(t, s2, 100)
+	if want := ids(records(0, 20)); !slices.Equal(got, want) {
+		t.Fatalf("got %d ids, want the 20 complete ones", len(got))
+	}
+	if n := testutil.ToFloat64(m2.drops[reasonCorrupt]); n != 1 {
+		t.Errorf("corrupt drops %v, want 1", n)
+	}
+	_ = m
+}
+
+func TestSpillCorruptMiddle(t *testing.T) {
+	cfg := spillCfg(t)
+	cfg.SegmentBytes = 1 << 20
+	s, _ := newTestSpill(t, cfg)
+	s.append(records(0, 10))
+	s.close()
+	path := filepath.Join(cfg.Dir, s.segs[0].name())
+	data, _ := os.ReadFile(path)
+	one := len(appendFrame(nil, testRecord(0)))
+	data[len(segmentMagic)+one*3+frameHeader+5] ^= 0x40 // inside the 4th record
+	os.WriteFile(path, data, 0o600)
+
+	s2, m2 := newTestSpill(t, cfg)
+	got := readAll(t, s2, 100)
+	if want := append(ids(records(0, 3)), ids(records(4, 10))...); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want every record but the damaged one", got)
+	}
+	if n := testutil.ToFloat64(m2.drops[reasonCorrupt]); n != 1 {
+		t.Errorf("corrupt drops %v, want 1", n)
+	}
+}
+
+func TestSpillBudget(t *testing.T) {
+	frame := int64(len(appendFrame(nil, testRecord(0))))
+	tests := []struct {
+		policy   string
+		wantErr  bool
+		wantHead string // first id replayed
+	}{
+		{DropNewest, true, "tx_000000"},
+		{DropOldest, false, "tx_000010"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy, func(t *testing.T) {
+			cfg := spillCfg(t)
+			cfg.SegmentBytes = 10*frame + int64(len(segmentMagic)) + 64
+			cfg.MaxBytes = 2*cfg.SegmentBytes + 10
+			cfg.FullPolicy = tt.policy
+			s, m := newTestSpill(t, cfg)
+			for i := 0; i < 2; i++ {
+				if err := s.append(records(i*10, i*10+10)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := s.append(records(20, 30))
+			if got := errors.Is(err, errSpillFull); got != tt.wantErr {
+				t.Fatalf("third append: %v", err)
+			}
+			if full := testutil.ToFloat64(m.spillFull); (full == 1) != tt.wantErr {
+				t.Errorf("spill_full gauge %v", full)
+			}
+			if n := testutil.ToFloat64(m.drops[reasonSpillFull]); tt.policy == DropOldest && n != 10 {
+				t.Errorf("drop_oldest counted %v dropped rows, want 10", n)
+			}
+			got := readAll(t, s, 100)
+			if got[0] != tt.wantHead || len(got) != 20 {
+				t.Errorf("replayed %d from %s, want 20 from %s", len(got), got[0], tt.wantHead)
+			}
+		})
+	}
+}
+
+func TestSpillPrependGoesFirst(t *testing.T) {
+	s, _ := newTestSpill(t, spillCfg(t))
+	s.append(records(100, 110))
+	if err := s.prepend(records(0, 5)); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, s, 3)
+	want := append(ids(records(0, 5)), ids(records(100, 110))...)
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
+}
