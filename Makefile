@@ -6,7 +6,8 @@ FUZZTIME ?= 30s
 # every fuzz target, package:function (go test fuzzes one target at a time)
 FUZZ_TARGETS := ./engine/event:FuzzDecode ./features:FuzzParse ./rules:FuzzCompile ./rules:FuzzLowering \
 	./signals:FuzzSegmentDecoder ./signals:FuzzRecordPayload ./signals:FuzzDecodeLabels \
-	./engine/stream/loadgen:FuzzReadJSONL ./engine/stream/loadgen:FuzzReadCSV
+	./engine/stream/loadgen:FuzzReadJSONL ./engine/stream/loadgen:FuzzReadCSV \
+	./engine/replay:FuzzReadCSV ./engine/replay:FuzzReadLabels
 
 .PHONY: all build run test test-unit bench lint fuzz clean services-up services-down
 

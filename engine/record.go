@@ -2,6 +2,8 @@ package engine
 
 import (
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/vigil-fraud/vigil/engine/event"
@@ -53,6 +55,28 @@ type Record struct {
 	FeatureNames   []string
 	FeatureValues  []float64
 	FeatureStrings map[string]string
+
+	pooled bool              // made by the engine: Release recycles it
+	strBuf map[string]string // FeatureStrings' storage, kept across reuse
+}
+
+// recordPool recycles the engine's records: a sink that releases them
+// makes building signals allocation-free in the steady state.
+var recordPool = sync.Pool{New: func() any { return &Record{pooled: true} }}
+
+// Release hands r back to the engine for reuse once a sink is done with
+// it (inserted, spilled or dropped it). Neither r nor its slices may be
+// used afterwards. Calling it is optional — an unreleased record is simply
+// garbage collected — and it does nothing for records the engine did not
+// make.
+func (r *Record) Release() {
+	if r == nil || !r.pooled {
+		return
+	}
+	hits, ignored, values, strs := r.Hits[:0], r.Ignored[:0], r.FeatureValues[:0], r.strBuf
+	clear(strs)
+	*r = Record{pooled: true, Hits: hits, Ignored: ignored, FeatureValues: values, strBuf: strs}
+	recordPool.Put(r)
 }
 
 // Sink receives a Record per fresh decision (not for replayed ones). Put
@@ -90,7 +114,10 @@ func newReadSet(set *rules.Set) *readSet {
 
 // record builds the signal of a decision.
 func (rs *readSet) record(ev *event.Event, d *Decision, res *rules.Result, v *features.Vector, schema *features.Schema, source string) *Record {
-	r := &Record{
+	r := recordPool.Get().(*Record)
+	hits, ignored, values, strs := r.Hits[:0], r.Ignored[:0], r.FeatureValues[:0], r.strBuf
+	*r = Record{
+		pooled: true, strBuf: strs, Hits: hits, Ignored: ignored,
 		EventID: ev.ID, EventTime: ev.Time, DecidedAt: time.Now().UTC(), Source: source,
 		Amount: ev.Amount, Currency: ev.Currency, AmountMajor: event.MajorUnits(ev.Amount, ev.Currency), Channel: ev.Channel,
 		CardToken: ev.Card.Token, CardBIN: ev.Card.BIN, CardCountry: ev.Card.Country,
@@ -99,7 +126,7 @@ func (rs *readSet) record(ev *event.Event, d *Decision, res *rules.Result, v *fe
 		DeviceID: ev.Device.ID, DeviceFingerprint: ev.Device.Fingerprint, IP: ev.Device.IP,
 		BillingCountry: ev.Billing.Country, ShippingCountry: ev.Shipping.Country,
 		Decision: string(d.Decision), Score: d.Score, Ruleset: d.Ruleset, LatencyUS: d.LatencyUS,
-		FeatureNames: rs.names, FeatureValues: make([]float64, len(rs.slots)),
+		FeatureNames: rs.names, FeatureValues: slices.Grow(values, len(rs.slots))[:len(rs.slots)],
 	}
 	for _, h := range res.Hits {
 		r.Hits = append(r.Hits, h.Rule)
@@ -110,16 +137,22 @@ func (rs *readSet) record(ev *event.Event, d *Decision, res *rules.Result, v *fe
 	for i, slot := range rs.slots {
 		switch schema.Fields[slot].Type {
 		case features.Bool:
-			if v.Has[slot] && v.Bool[slot] {
-				r.FeatureValues[i] = 1
-			} else if !v.Has[slot] {
+			switch {
+			case !v.Has[slot]:
 				r.FeatureValues[i] = nan
+			case v.Bool[slot]:
+				r.FeatureValues[i] = 1
+			default:
+				r.FeatureValues[i] = 0 // the slice is reused: set every value
 			}
 		case features.String:
 			r.FeatureValues[i] = nan
 			if v.Has[slot] {
 				if r.FeatureStrings == nil {
-					r.FeatureStrings = map[string]string{}
+					if r.strBuf == nil {
+						r.strBuf = map[string]string{}
+					}
+					r.FeatureStrings = r.strBuf
 				}
 				r.FeatureStrings[rs.names[i]] = v.Str[slot]
 			}

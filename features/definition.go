@@ -28,7 +28,7 @@ const (
 )
 
 // Kinds lists every kind.
-var Kinds = []Kind{KindWindow, KindRecency, KindNovelty, KindDistance, KindTravel, KindValue, KindMismatch, KindAnomaly, KindHourOfDay}
+var Kinds = []Kind{KindWindow, KindRecency, KindNovelty, KindDistance, KindTravel, KindValue, KindMismatch, KindAnomaly, KindHourOfDay, KindLabelRate}
 
 // Aggregate is what a window feature computes over its entity's events.
 type Aggregate string
@@ -106,6 +106,7 @@ type Definition struct {
 	Precision  int           // distinct: HyperLogLog precision (registers = 2^precision)
 	Lookback   time.Duration // novelty: a value unseen for longer is new again (0: since tracked)
 	Capacity   int           // novelty: values remembered per entity
+	Delay      time.Duration // label_rate: transactions younger than this are not yet matured
 
 	Pos     Pos
 	keyPos  map[string]Pos
@@ -129,7 +130,7 @@ func (d *Definition) EntityName() string { return strings.Join(d.Entity, "+") }
 func (d *Definition) Outputs() []Field {
 	help := d.Help
 	switch d.Kind {
-	case KindWindow, KindAnomaly:
+	case KindWindow, KindAnomaly, KindLabelRate:
 		out := make([]Field, len(d.Windows))
 		for i, w := range d.Windows {
 			out[i] = Field{Name: d.Name + "_" + w.Name, Type: Number, Help: help}
@@ -169,10 +170,11 @@ var keysByKind = map[Kind][]string{
 	KindMismatch:  {"fields"},
 	KindAnomaly:   {"entity", "measure", "field", "filter", "windows", "resolution", "min_history"},
 	KindHourOfDay: {"entity", "filter", "min_history"},
+	KindLabelRate: {"entity", "windows", "delay", "resolution"},
 }
 
 var allKeys = []string{"name", "help", "kind", "entity", "aggregate", "field", "fields", "filter", "windows",
-	"resolution", "measure", "from", "to", "location", "min_history", "exact_up_to", "precision", "lookback", "capacity"}
+	"resolution", "measure", "from", "to", "location", "min_history", "exact_up_to", "precision", "lookback", "capacity", "delay"}
 
 // Parse decodes and validates a definition file strictly: unknown keys,
 // wrong types and invalid values are errors, all reported at once as
@@ -458,6 +460,18 @@ func (p *parser) definition(n *yaml.Node) (Definition, bool) {
 		}
 		d.Lookback = l
 	}
+	if d.Kind == KindLabelRate {
+		d.Delay = DefaultLabelDelay
+	}
+	if v, ok := vals["delay"]; ok {
+		l, err := ParseDuration(p.str(&d, v, "delay"))
+		if err != nil {
+			p.errf(p.pos(v), d.Name, "delay: %v", err)
+		} else if l > MaxWindow {
+			p.errf(p.pos(v), d.Name, "delay: at most %s", FormatDuration(MaxWindow))
+		}
+		d.Delay = l
+	}
 	if len(p.errs) == keyErrs {
 		d.check(p)
 	}
@@ -563,6 +577,12 @@ func (d *Definition) check(p *parser) {
 		resolutionFits()
 	case KindHourOfDay:
 		need("entity")
+	case KindLabelRate:
+		need("entity", "windows")
+		if d.Delay%d.Resolution != 0 {
+			p.errf(at("delay"), d.Name, "resolution %s does not divide delay %s", FormatDuration(d.Resolution), FormatDuration(d.Delay))
+		}
+		resolutionFits()
 	}
 }
 

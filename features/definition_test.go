@@ -98,6 +98,7 @@ func TestDefaultFile(t *testing.T) {
 		"account_new_device": Bool, "account_new_card": Bool, "account_new_country": Bool,
 		"ip_card_country_mismatch": Bool, "ip_billing_country_mismatch": Bool,
 		"ip_country": String, "device_fingerprint": String,
+		"merchant_fraud_rate_7d": Number, "merchant_fraud_rate_30d": Number, "account_fraud_rate_30d": Number,
 	}
 	for name, typ := range want {
 		i, ok := s.Lookup(name)

@@ -40,6 +40,9 @@ type Engine struct {
 	randomKey   bool
 	horizon     int64 // seconds: longest window + lateness
 
+	labels     []*labelPlan // label_rate features (labels.go)
+	labelsSeen atomic.Bool  // whether ObserveLabel was ever called
+
 	tracked   atomic.Int64
 	watermark atomic.Uint32
 	lastWarn  atomic.Int64
@@ -199,6 +202,8 @@ func (e *Engine) compile(f *File) error {
 		case KindHourOfDay:
 			k := kindOf(d)
 			k.hours = append(k.hours, &hourPlan{filter: fi, minHistory: d.MinHistory, slot: base, index: len(k.hours)})
+		case KindLabelRate:
+			e.labels = append(e.labels, newLabelPlan(d, base))
 		case KindValue:
 			fs, _ := lookupField(d.Field)
 			e.stateless = append(e.stateless, statelessPlan{kind: d.Kind, field: fs, slot: base})
@@ -363,6 +368,9 @@ func (e *Engine) run(ev *event.Event, v *Vector, record bool) {
 		}
 		for _, k := range e.kinds {
 			e.process(k, c, v, record)
+		}
+		for _, lp := range e.labels {
+			lp.observe(e, c, v, record)
 		}
 	}
 	for i := range e.stateless {

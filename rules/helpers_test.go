@@ -17,7 +17,8 @@ var contractFeatures = map[features.Type][]string{
 		"account_count_1h", "account_count_24h", "account_amount_avg_30d", "ip_count_1h", "card_distinct_merchants_1h",
 		"device_distinct_accounts_7d", "account_distinct_devices_30d", "card_distinct_countries_24h", "card_seconds_since_last",
 		"account_seconds_since_first", "device_age_seconds", "ip_billing_km", "billing_shipping_km", "card_travel_kmh",
-		"account_amount_zscore_30d", "account_amount_ratio_30d", "account_hour_unusualness", "ip_asn"},
+		"account_amount_zscore_30d", "account_amount_ratio_30d", "account_hour_unusualness", "ip_asn",
+		"merchant_fraud_rate_7d", "merchant_fraud_rate_30d", "account_fraud_rate_30d"},
 	features.Bool:   {"account_new_device", "account_new_card", "account_new_country", "ip_card_country_mismatch", "ip_billing_country_mismatch"},
 	features.String: {"ip_country", "device_fingerprint"},
 }

@@ -38,7 +38,10 @@ import (
 // A transaction is an event as POST /v1/score takes it (checked the same
 // way) plus three test keys: at (offset from the case's start), repeat (n
 // copies with ids id-1..id-n) and every (the gap between copies). Without
-// at or time, a transaction comes 1s after the previous one.
+// at or time, a transaction comes 1s after the previous one. Two more keys
+// give the transaction an outcome for label_rate features: label
+// (chargeback, confirmed_fraud, false_positive or legitimate) and
+// label_after (when it becomes known after the transaction; default 7d).
 
 // TestFile is a parsed rule test file.
 type TestFile struct {
@@ -58,6 +61,21 @@ type TestCase struct {
 
 	Pos    Pos            `yaml:"-"`
 	events []*event.Event // decoded transactions, in order
+	labels []testLabel    // their labels, in the order they become known
+}
+
+// testLabel is the outcome of a test transaction, fed to the features
+// engine when it becomes known.
+type testLabel struct {
+	ev    *event.Event
+	fraud bool
+	known time.Time
+}
+
+// LabelObserver is an Observer that also receives labels: the features
+// engine, for label_rate features.
+type LabelObserver interface {
+	ObserveLabel(ev *event.Event, fraud bool, knownAt time.Time)
 }
 
 // DefaultTestStart is when a test case starts unless it says otherwise.
@@ -115,7 +133,10 @@ func (s ScoreRange) String() string {
 	return fmt.Sprintf("%d..%d", s.Min, s.Max)
 }
 
-var testKeys = map[string]bool{"at": true, "repeat": true, "every": true}
+var testKeys = map[string]bool{"at": true, "repeat": true, "every": true, "label": true, "label_after": true}
+
+// testLabelValues are the label values of a test transaction: fraud or not.
+var testLabelValues = map[string]bool{"chargeback": true, "confirmed_fraud": true, "false_positive": false, "legitimate": false}
 
 // ParseTestFile decodes a rule test file strictly and decodes every
 // transaction as the API would, reporting all problems at once.
@@ -157,7 +178,7 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 		ids := map[string]bool{}
 		prev := tc.Start.Add(-time.Second)
 		for i := range tc.Transactions {
-			evs, err := decodeTransactions(&tc.Transactions[i], tc.Start, prev)
+			evs, labels, err := decodeTransactions(&tc.Transactions[i], tc.Start, prev)
 			if err != nil {
 				errs.add(Pos{name, tc.Transactions[i].Line, tc.Transactions[i].Column}, "", "test %q: transaction %d: %v", tc.Name, i+1, err)
 				continue
@@ -170,7 +191,9 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 				prev = ev.Time
 			}
 			tc.events = append(tc.events, evs...)
+			tc.labels = append(tc.labels, labels...)
 		}
+		slices.SortStableFunc(tc.labels, func(a, b testLabel) int { return a.known.Compare(b.known) })
 		if len(tc.Expect) == 0 && tc.Skip == "" {
 			errs.add(tc.Pos, "", "test %q: nothing expected", tc.Name)
 		}
@@ -222,16 +245,36 @@ func positions(root *yaml.Node, f *TestFile) {
 
 // decodeTransactions turns one transactions entry into events: the test
 // keys apply, the rest is decoded and validated as POST /v1/score does.
-func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, error) {
+func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, []testLabel, error) {
 	var m map[string]any
 	if err := n.Decode(&m); err != nil {
-		return nil, fmt.Errorf("want an event mapping: %w", err)
+		return nil, nil, fmt.Errorf("want an event mapping: %w", err)
+	}
+	label, labelled := m["label"]
+	fraud, after := false, 7*24*time.Hour
+	if labelled {
+		s, _ := label.(string)
+		f, ok := testLabelValues[s]
+		if !ok {
+			return nil, nil, errors.New("label: want chargeback, confirmed_fraud, false_positive or legitimate")
+		}
+		fraud = f
+	}
+	if v, ok := m["label_after"]; ok {
+		if !labelled {
+			return nil, nil, errors.New("label_after: without a label")
+		}
+		d, err := parseTestDuration(v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("label_after: %w", err)
+		}
+		after = d
 	}
 	at := prev.Add(time.Second)
 	if v, ok := m["at"]; ok {
 		d, err := parseTestDuration(v)
 		if err != nil {
-			return nil, fmt.Errorf("at: %w", err)
+			return nil, nil, fmt.Errorf("at: %w", err)
 		}
 		at = start.Add(d)
 	}
@@ -239,14 +282,14 @@ func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, er
 	if v, ok := m["repeat"]; ok {
 		n, isInt := v.(int)
 		if !isInt || n < 1 || n > 10000 {
-			return nil, fmt.Errorf("repeat: want a count from 1 to 10000")
+			return nil, nil, fmt.Errorf("repeat: want a count from 1 to 10000")
 		}
 		repeat = n
 	}
 	if v, ok := m["every"]; ok {
 		d, err := parseTestDuration(v)
 		if err != nil {
-			return nil, fmt.Errorf("every: %w", err)
+			return nil, nil, fmt.Errorf("every: %w", err)
 		}
 		every = d
 	}
@@ -255,6 +298,7 @@ func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, er
 	}
 	id, _ := m["id"].(string)
 	var out []*event.Event
+	var labels []testLabel
 	for i := range repeat {
 		t := at.Add(time.Duration(i) * every)
 		if tv, ok := m["time"]; ok && repeat == 1 {
@@ -264,7 +308,7 @@ func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, er
 			case string:
 				p, err := time.Parse(time.RFC3339Nano, tv)
 				if err != nil {
-					return nil, fmt.Errorf("time: %w", err)
+					return nil, nil, fmt.Errorf("time: %w", err)
 				}
 				t = p
 			}
@@ -275,15 +319,18 @@ func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, er
 		}
 		data, err := json.Marshal(m)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ev, err := event.Decode(data, t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, ev)
+		if labelled {
+			labels = append(labels, testLabel{ev: ev, fraud: fraud, known: ev.Time.Add(after)})
+		}
 	}
-	return out, nil
+	return out, labels, nil
 }
 
 func parseTestDuration(v any) (time.Duration, error) {
@@ -390,11 +437,20 @@ func runCase(set *Set, newObserver func() (Observer, error), tc *TestCase) []str
 		byID[id] = append(byID[id], x)
 	}
 	var fails []string
+	lobs, takesLabels := obs.(LabelObserver)
+	if len(tc.labels) > 0 && !takesLabels {
+		return []string{"the features engine takes no labels"}
+	}
 	vec := features.NewVector(set.Schema)
 	var env Env
 	var ev Evaluator
 	var res Result
+	li := 0
 	for _, e := range tc.events {
+		for li < len(tc.labels) && !tc.labels[li].known.After(e.Time) {
+			lobs.ObserveLabel(tc.labels[li].ev, tc.labels[li].fraud, tc.labels[li].known)
+			li++
+		}
 		obs.Observe(e, vec)
 		env.Set(e, vec)
 		ev.Evaluate(set, &env, &res)

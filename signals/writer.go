@@ -117,6 +117,7 @@ func (w *Writer) Put(r *engine.Record) {
 	if w.closed.Load() {
 		w.inflight.Add(-1)
 		w.drop(reasonClosed, 1)
+		r.Release()
 		return
 	}
 	select {
@@ -125,6 +126,7 @@ func (w *Writer) Put(r *engine.Record) {
 	default:
 		w.inflight.Add(-1)
 		w.drop(reasonQueueFull, 1)
+		r.Release()
 	}
 }
 
@@ -287,7 +289,7 @@ func (w *Writer) enqueue(batch []*engine.Record) []*engine.Record {
 		return make([]*engine.Record, 0, w.cfg.Queue.BatchSize)
 	}
 	w.spillBatch(batch, false)
-	clear(batch)
+	release(batch)
 	return batch[:0]
 }
 
@@ -371,6 +373,7 @@ func (w *Writer) send(ctx context.Context, collected <-chan struct{}) {
 				wait()
 				continue
 			}
+			release(head)
 			w.mu.Lock()
 			w.mem[0] = nil
 			w.mem = w.mem[1:]
@@ -417,6 +420,15 @@ func (w *Writer) insert(ctx context.Context, recs []*engine.Record, path string)
 	return nil
 }
 
+// release hands records the writer is done with (inserted, spilled or
+// dropped) back to the engine for reuse, and clears the batch.
+func release(batch []*engine.Record) {
+	for i, r := range batch {
+		r.Release()
+		batch[i] = nil
+	}
+}
+
 // drain sends the batches still in memory for up to the drain timeout and
 // spills the rest, in front of what was spilled before (they are older).
 func (w *Writer) drain(ctx context.Context) {
@@ -434,6 +446,7 @@ func (w *Writer) drain(ctx context.Context) {
 			break
 		}
 		sent += len(mem[0])
+		release(mem[0])
 		mem = mem[1:]
 	}
 	var rest []*engine.Record
@@ -442,6 +455,7 @@ func (w *Writer) drain(ctx context.Context) {
 	}
 	if len(rest) > 0 {
 		w.spillBatch(rest, true)
+		release(rest)
 	}
 	w.m.memoryBatches.Set(0)
 	w.log.Info("signals writer drained", "sent_rows", sent, "spilled_rows", len(rest))

@@ -21,6 +21,7 @@ Usage:
   vigil signals migrate|retention|status
                                  manage the ClickHouse schema and retention
   vigil tune [flags]             threshold and per-rule precision tables from labelled signals
+  vigil replay --events FILE     backtest a ruleset on labelled history (precision, recall, changes)
   vigil keys generate --id ID --scopes score,...
                                  make an API key: prints the secret once and the keys-file entry
   vigil version                  print the version
@@ -49,6 +50,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdSignals(args[1:], stdout, stderr)
 	case "tune":
 		return cmdTune(args[1:], stdout, stderr)
+	case "replay":
+		return cmdReplay(args[1:], stdout, stderr)
 	case "produce":
 		return cmdProduce(args[1:], stdout, stderr)
 	case "version", "--version":

@@ -67,13 +67,13 @@ func TestRulesCLI(t *testing.T) {
 	}{
 		{args: []string{"rules"}, code: 2, stderr: "Usage: vigil rules COMMAND"},
 		{args: []string{"rules", "frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
-		{args: []string{"rules", "check"}, code: 0, stdout: "embedded:rules/default: 22 rules in 6 files, 3 lists|ruleset starter@|: ok"},
+		{args: []string{"rules", "check"}, code: 0, stdout: "embedded:rules/default: 26 rules in 7 files, 3 lists|ruleset starter@|: ok"},
 		{args: []string{"rules", "check", good}, code: 0, stdout: "2 rules in 1 files, 0 lists, 2 tests; ruleset cli@"},
 		{args: []string{"rules", "check", bad}, code: 1, stderr: filepath.Join(bad, "bad.yaml") + `:3:11: rule "x": unknown name card_count_1hr (did you mean card_count_1h?)`},
 		{args: []string{"rules", "check", lint}, code: 3, stdout: `rule "never": never fires: amount > 10 and amount < 5 cannot all hold [never-fires]|valid, 1 warnings`},
 		{args: []string{"rules", "check", badTest}, code: 1, stderr: `r_test.yaml:3:20: test "x": transaction 1: invalid event: currency`},
 		{args: []string{"rules", "check", "/no/such/dir"}, code: 2, stderr: "no such file"},
-		{args: []string{"rules", "test"}, code: 0, stdout: "ok\tembedded:rules/default: 32 passed, 0 failed, 3 skipped"},
+		{args: []string{"rules", "test"}, code: 0, stdout: "ok\tembedded:rules/default: 39 passed, 0 failed, 3 skipped"},
 		{args: []string{"rules", "test", good, "-v", "--junit", junit}, code: 0, stdout: "--- PASS: " + filepath.Join(good, "r_test.yaml") + "/third attempt steps up|2 passed, 0 failed"},
 		{args: []string{"rules", "test", "--run", "first", good}, code: 0, stdout: "1 passed, 0 failed, 0 skipped"},
 		{args: []string{"rules", "test", failing}, code: 1, stdout: "--- FAIL: " + filepath.Join(failing, "r_test.yaml") + "/first attempt is approved|a (line 11): decision approve, want pause|FAIL\t"},
@@ -186,7 +186,7 @@ func TestRulesExplainCLI(t *testing.T) {
 			} `json:"reads"`
 		} `json:"rules"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &x); err != nil || x.Event != "e5" || x.Decision != "step_up" || len(x.Rules) != 22 {
+	if err := json.Unmarshal(out.Bytes(), &x); err != nil || x.Event != "e5" || x.Decision != "step_up" || len(x.Rules) != 26 {
 		t.Errorf("json %v: %+v", err, x)
 	}
 	errb.Reset()

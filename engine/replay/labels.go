@@ -1,0 +1,153 @@
+package replay
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vigil-fraud/vigil/signals"
+)
+
+// ParseLabel tells whether a label value means fraud. It accepts the
+// labels of POST /v1/labels — chargeback and confirmed_fraud (fraud),
+// false_positive and legitimate (not fraud) — and, for datasets, fraud,
+// legit, 1, 0, true and false.
+func ParseLabel(s string) (fraud bool, err error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case signals.LabelChargeback, signals.LabelConfirmedFraud, "fraud", "1", "true":
+		return true, nil
+	case signals.LabelFalsePositive, signals.LabelLegitimate, "legit", "0", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("label %s: want one of %s (or fraud, legit, 1, 0)", show(s), strings.Join(signals.Labels, ", "))
+}
+
+// labelLine is one JSONL label.
+type labelLine struct {
+	EventID string    `json:"event_id"`
+	Label   string    `json:"label"`
+	KnownAt time.Time `json:"known_at,omitzero"`
+}
+
+// ReadLabels reads labels: CSV with a header (event_id, label and
+// optionally known_at, in any order) when the name ends in .csv, else JSON
+// lines {"event_id", "label", "known_at"} (known_at optional, RFC 3339).
+func ReadLabels(name string, r io.Reader) ([]Label, error) {
+	if strings.EqualFold(filepath.Ext(name), ".csv") {
+		return readLabelsCSV(r)
+	}
+	return readLabelsJSONL(r)
+}
+
+func readLabelsJSONL(r io.Reader) ([]Label, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxLine)
+	var out []Label
+	var errs []error
+	n := 0
+	for sc.Scan() && len(errs) < maxErrors {
+		n++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var ll labelLine
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&ll); err != nil {
+			errs = append(errs, fmt.Errorf("labels line %d: %w", n, err))
+			continue
+		}
+		if d.More() {
+			errs = append(errs, fmt.Errorf("labels line %d: data after the object", n))
+			continue
+		}
+		l, err := newLabel(ll.EventID, ll.Label, ll.KnownAt)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("labels line %d: %w", n, err))
+			continue
+		}
+		out = append(out, l)
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("labels line %d: %w", n+1, err))
+	}
+	return out, errors.Join(errs...)
+}
+
+func readLabelsCSV(r io.Reader) ([]Label, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	head, err := cr.Read()
+	if err == io.EOF {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("labels csv header: %w", err)
+	}
+	col := map[string]int{}
+	for i, h := range head {
+		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
+		if h != "event_id" && h != "label" && h != "known_at" {
+			return nil, fmt.Errorf("labels csv: unknown column %s (want event_id, label, known_at)", show(h))
+		}
+		if _, dup := col[h]; dup {
+			return nil, fmt.Errorf("labels csv: column %s twice", show(h))
+		}
+		col[h] = i
+	}
+	if _, ok := col["event_id"]; !ok {
+		return nil, errors.New("labels csv: no event_id column")
+	}
+	if _, ok := col["label"]; !ok {
+		return nil, errors.New("labels csv: no label column")
+	}
+	var out []Label
+	var errs []error
+	for line := 2; len(errs) < maxErrors; line++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("labels csv: %w", err))
+			break
+		}
+		if len(rec) != len(head) {
+			errs = append(errs, fmt.Errorf("labels csv line %d: %d fields, want %d", line, len(rec), len(head)))
+			continue
+		}
+		var known time.Time
+		if i, ok := col["known_at"]; ok && rec[i] != "" {
+			if known, err = parseTime(rec[i]); err != nil {
+				errs = append(errs, fmt.Errorf("labels csv line %d: known_at: %w", line, err))
+				continue
+			}
+		}
+		l, err := newLabel(rec[col["event_id"]], rec[col["label"]], known)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("labels csv line %d: %w", line, err))
+			continue
+		}
+		out = append(out, l)
+	}
+	return out, errors.Join(errs...)
+}
+
+func newLabel(id, label string, known time.Time) (Label, error) {
+	if id == "" {
+		return Label{}, errors.New("event_id is required")
+	}
+	fraud, err := ParseLabel(label)
+	if err != nil {
+		return Label{}, err
+	}
+	return Label{EventID: id, Fraud: fraud, KnownAt: known}, nil
+}
