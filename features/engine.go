@@ -42,6 +42,7 @@ type Engine struct {
 
 	labels     []*labelPlan // label_rate features (labels.go)
 	labelsSeen atomic.Bool  // whether ObserveLabel was ever called
+	labelsOn   bool         // Options.Labels: keep label_rate state
 
 	tracked   atomic.Int64
 	watermark atomic.Uint32
@@ -85,7 +86,7 @@ func New(f *File, opts ...Options) (*Engine, error) {
 	}
 	o = o.withDefaults()
 	e := &Engine{valueSeed: maphash.MakeSeed(), log: o.Logger, maxEntities: int64(o.MaxEntities),
-		lateness: int64(o.Lateness.Seconds()), retention: int64(o.Retention.Seconds())}
+		lateness: int64(o.Lateness.Seconds()), retention: int64(o.Retention.Seconds()), labelsOn: o.Labels}
 	key := o.FingerprintKey
 	if key == nil {
 		key = make([]byte, 32)
@@ -369,8 +370,10 @@ func (e *Engine) run(ev *event.Event, v *Vector, record bool) {
 		for _, k := range e.kinds {
 			e.process(k, c, v, record)
 		}
-		for _, lp := range e.labels {
-			lp.observe(e, c, v, record)
+		if e.labelsOn {
+			for _, lp := range e.labels {
+				lp.observe(e, c, v, record)
+			}
 		}
 	}
 	for i := range e.stateless {

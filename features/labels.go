@@ -220,6 +220,9 @@ func (lp *labelPlan) prune(h *labelHist, t, lateness int64) {
 // no labels cannot tell a clean entity from an unknown one). Safe for
 // concurrent use with Observe.
 func (e *Engine) ObserveLabel(ev *event.Event, fraud bool, knownAt time.Time) {
+	if !e.labelsOn {
+		return // Options.Labels is off: no label_rate state is kept
+	}
 	e.labelsSeen.Store(true)
 	if !fraud || len(e.labels) == 0 {
 		return

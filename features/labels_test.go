@@ -41,7 +41,7 @@ func TestLabelRate(t *testing.T) {
 		{at: 4*day + 31*time.Minute, id: "h", want1d: 1.0, want7d: 2.0 / 4},  // 1d: d; 7d: a b c d
 		{at: 4*day + 3*time.Hour, id: "i", want1d: 1.0 / 3, want7d: 2.0 / 6}, // 1d: (1d+3h, 2d+3h] = d e e2; 7d: a b c d e e2
 	}
-	e := mustEngine(t, labelDefs, Options{})
+	e := mustEngine(t, labelDefs, Options{Labels: true})
 	v := NewVector(e.Schema())
 	evs := map[string]*event.Event{}
 	for _, s := range steps {
@@ -64,7 +64,7 @@ func TestLabelRate(t *testing.T) {
 // TestLabelRateKnownAt: a label counts only from its known_at on, even
 // when it is received earlier.
 func TestLabelRateKnownAt(t *testing.T) {
-	e := mustEngine(t, labelDefs, Options{})
+	e := mustEngine(t, labelDefs, Options{Labels: true})
 	v := NewVector(e.Schema())
 	a := &event.Event{ID: "a", Time: t0, Amount: 100, Currency: "EUR", Merchant: event.Merchant{ID: "m"}}
 	e.Observe(a, v)
@@ -85,7 +85,7 @@ func TestLabelRateKnownAt(t *testing.T) {
 // TestLabelRateTooLate: a transaction more than the lateness behind the
 // merchant's newest is not counted, and is computed at that newest time.
 func TestLabelRateTooLate(t *testing.T) {
-	e := mustEngine(t, labelDefs, Options{Lateness: 5 * time.Minute})
+	e := mustEngine(t, labelDefs, Options{Lateness: 5 * time.Minute, Labels: true})
 	v := NewVector(e.Schema())
 	tx := func(id string, at time.Duration) *event.Event {
 		ev := &event.Event{ID: id, Time: t0.Add(at), Amount: 100, Currency: "EUR", Merchant: event.Merchant{ID: "m"}}
@@ -149,7 +149,7 @@ features:
 `
 	for seed := range uint64(4) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		e := mustEngine(t, defs, Options{Lateness: 5 * time.Minute})
+		e := mustEngine(t, defs, Options{Lateness: 5 * time.Minute, Labels: true})
 		v := NewVector(e.Schema())
 		type tx struct {
 			ev    *event.Event
@@ -226,7 +226,7 @@ func BenchmarkObserveLabelRate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := New(f, Options{FingerprintKey: []byte("0123456789abcdef")})
+	e, err := New(f, Options{FingerprintKey: []byte("0123456789abcdef"), Labels: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -247,6 +247,32 @@ func BenchmarkObserveLabelRate(b *testing.B) {
 		e.Observe(ev, v)
 		if i%10 == 0 {
 			e.ObserveLabel(ev, i%20 == 0, at.Add(7*Day))
+		}
+	}
+}
+
+// TestLabelRateOffKeepsNoState: without Options.Labels (vigil serve), a
+// label_rate feature is missing and no per-entity state is kept, labels
+// or not.
+func TestLabelRateOffKeepsNoState(t *testing.T) {
+	e := mustEngine(t, labelDefs, Options{})
+	lp := e.labels[0]
+	v := NewVector(e.Schema())
+	for i := range 50 {
+		ev := &event.Event{ID: fmt.Sprint("x", i), Time: time.Unix(1_700_000_000+int64(i)*3600, 0).UTC(), Amount: 100, Currency: "EUR",
+			Merchant: event.Merchant{ID: fmt.Sprint("m", i%5)}}
+		v.Reset()
+		e.Observe(ev, v)
+		e.ObserveLabel(ev, true, ev.Time)
+	}
+	for i := range lp.shards {
+		if n := len(lp.shards[i].m); n != 0 {
+			t.Fatalf("shard %d holds %d entities with labels off", i, n)
+		}
+	}
+	for _, slot := range lp.slots {
+		if v.Has[slot] {
+			t.Errorf("%s has a value with labels off", e.Schema().Fields[slot].Name)
 		}
 	}
 }

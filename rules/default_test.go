@@ -77,7 +77,7 @@ func TestDefaultRuleset(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := writeGeoDB(t)
-	opts := features.Options{GeoIPDatabase: db, FingerprintKey: []byte("0123456789abcdef0123456789abcdef"),
+	opts := features.Options{GeoIPDatabase: db, FingerprintKey: []byte("0123456789abcdef0123456789abcdef"), Labels: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	fe, err := features.New(defs, opts)
 	if err != nil {

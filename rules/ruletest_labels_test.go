@@ -18,7 +18,7 @@ features:
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe, err := features.New(f)
+	fe, err := features.New(f, features.Options{Labels: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ tests:
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := RunTests(set, func() (Observer, error) { return features.New(f) }, []*TestFile{tf}, TestOptions{})
+	res := RunTests(set, func() (Observer, error) { return features.New(f, features.Options{Labels: true}) }, []*TestFile{tf}, TestOptions{})
 	for _, r := range res {
 		if !r.Passed() {
 			t.Errorf("%s: %v %s", r.Name, r.Skipped, strings.Join(r.Failures, "; "))

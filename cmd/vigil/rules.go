@@ -239,6 +239,7 @@ var testFingerprintKey = []byte("vigil rules test fingerprint key")
 func (d *featureDefs) newEngine() (rules.Observer, error) {
 	return features.New(d.file, features.Options{
 		FingerprintKey: testFingerprintKey,
+		Labels:         true, // rule tests may feed labels
 		GeoIPDatabase:  d.geoIP,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

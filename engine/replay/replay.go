@@ -136,7 +136,9 @@ func Run(ctx context.Context, cfg Config, ds *Dataset) (*Report, error) {
 			return nil, errors.New("replay: a transaction without an event")
 		}
 	}
-	fe, err := features.New(cfg.Features, cfg.FeatureOptions)
+	fopts := cfg.FeatureOptions
+	fopts.Labels = true // labels are fed in at known_at
+	fe, err := features.New(cfg.Features, fopts)
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}

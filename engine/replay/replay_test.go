@@ -26,7 +26,7 @@ func loadFixture(t testing.TB) (Config, *Dataset) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe, err := features.New(ff)
+	fe, err := features.New(ff, features.Options{Labels: true})
 	if err != nil {
 		t.Fatal(err)
 	}
