@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -73,6 +74,11 @@ func createBenchTopics(b *testing.B, c stream.Config) {
 		stream.Topic{Name: c.Topics.Decisions, Partitions: 6}, stream.Topic{Name: c.Topics.DeadLetter, Partitions: 6}); err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { // a broker full of old bench topics gets slower
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{c.Topics.Transactions, c.Topics.Decisions, c.Topics.DeadLetter}})
+	})
 }
 
 // startBenchConsumer runs a consumer on the default features and rules.
@@ -224,7 +230,8 @@ func BenchmarkKafkaLatency(b *testing.B) {
 
 	// Read the decisions back as a downstream service would.
 	var mu sync.Mutex
-	var lat []time.Duration
+	var lat, in, out []time.Duration // event → read back; event → decided_at; decided_at → read back
+	slow := map[int64]int{}          // events over 50 ms, by second of their event time
 	var got atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -243,10 +250,16 @@ func BenchmarkKafkaLatency(b *testing.B) {
 				now := time.Now()
 				var d struct {
 					EventTime time.Time `json:"event_time"`
+					DecidedAt time.Time `json:"decided_at"`
 				}
 				if json.Unmarshal(m.Value, &d) == nil {
 					mu.Lock()
 					lat = append(lat, now.Sub(d.EventTime))
+					in = append(in, d.DecidedAt.Sub(d.EventTime))
+					out = append(out, now.Sub(d.DecidedAt))
+					if now.Sub(d.EventTime) > 50*time.Millisecond {
+						slow[d.EventTime.Unix()]++
+					}
 					mu.Unlock()
 					got.Add(1)
 				}
@@ -277,7 +290,10 @@ func BenchmarkKafkaLatency(b *testing.B) {
 		b.Fatalf("%d decisions read of %d events sent", got.Load(), sent)
 	}
 	slices.Sort(lat)
-	pct := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+	slices.Sort(in)
+	slices.Sort(out)
+	pctOf := func(l []time.Duration, q float64) time.Duration { return l[min(len(l)-1, int(q*float64(len(l))))] }
+	pct := func(q float64) time.Duration { return pctOf(lat, q) }
 	b.ReportMetric(float64(pct(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(pct(0.999).Microseconds())/1000, "p99.9-ms")
@@ -289,4 +305,16 @@ func BenchmarkKafkaLatency(b *testing.B) {
 	}
 	b.Logf("%d events at %d/s for %ds: end-to-end p50 %s, p99 %s, p99.9 %s, max %s%s", sent, rate, secs,
 		pct(0.5).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(0.999).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), inside)
+	secs0 := slices.Sorted(maps.Keys(slow))
+	var spread []string
+	for _, s := range secs0 {
+		spread = append(spread, fmt.Sprintf("%s:%d", time.Unix(s, 0).UTC().Format("15:04:05"), slow[s]))
+	}
+	b.Logf("events over 50 ms by second (clustered: stalls, not steady queueing): %s", strings.Join(spread, " "))
+	// Where the time goes: until vigil starts scoring the event's batch
+	// (produce, append, fetch, queues), and from then until the decision is
+	// read back (scoring, produce with acks=all, the downstream fetch).
+	b.Logf("event → decided_at: p50 %s, p99 %s, max %s; decided_at → read back: p50 %s, p99 %s, max %s",
+		pctOf(in, 0.5).Round(10*time.Microsecond), pctOf(in, 0.99).Round(10*time.Microsecond), in[len(in)-1].Round(10*time.Microsecond),
+		pctOf(out, 0.5).Round(10*time.Microsecond), pctOf(out, 0.99).Round(10*time.Microsecond), out[len(out)-1].Round(10*time.Microsecond))
 }

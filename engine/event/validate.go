@@ -138,12 +138,9 @@ func (e *Event) normalize() {
 // strings calls f with the path and value of every string in the event,
 // attribute keys and numbers included.
 func (e *Event) strings(f func(path, v string)) {
-	for path, get := range stringFields {
-		if path == "ip" {
-			continue
-		}
-		if v := get(e); v != "" {
-			f(path, v)
+	for _, sf := range stringFieldList {
+		if v := sf.get(e); v != "" {
+			f(sf.path, v)
 		}
 	}
 	f("device.language", e.Device.Language)
@@ -160,6 +157,23 @@ func (e *Event) strings(f func(path, v string)) {
 			f(path, string(v))
 		}
 	}
+}
+
+// stringFieldList is stringFields without the "ip" alias, as a slice:
+// iterating a map costs more than scanning the strings.
+var stringFieldList = func() []stringField {
+	var l []stringField
+	for _, path := range StringFieldPaths() {
+		if path != "ip" {
+			l = append(l, stringField{path, stringFields[path]})
+		}
+	}
+	return l
+}()
+
+type stringField struct {
+	path string
+	get  func(*Event) string
 }
 
 func (e *Event) scanPANs(errs *Error) {

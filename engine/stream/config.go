@@ -142,9 +142,9 @@ type TopicsConfig struct {
 
 // ProducerConfig configures the writer of decisions and dead letters.
 type ProducerConfig struct {
-	// BatchTimeout is how long a decision may wait for others to share its
-	// produce request. Default 1ms (kafka-go's own default, 1s, would add a
-	// second of latency).
+	// BatchTimeout is accepted for compatibility and no longer used: the
+	// decisions of a scored batch are produced together as soon as it is
+	// scored, one request per partition, without waiting for others.
 	BatchTimeout engine.Duration `yaml:"batch_timeout"`
 	// BatchSize is the most records in one produce request per partition.
 	// Default 1000.

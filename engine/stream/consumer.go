@@ -21,6 +21,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/vigil-fraud/vigil/engine"
+	"github.com/vigil-fraud/vigil/engine/stream/producer"
 )
 
 // Options are the consumer's collaborators.
@@ -44,17 +45,18 @@ type Options struct {
 // Consumer scores the transactions topic. Create it with New and run it
 // with Run.
 type Consumer struct {
-	cfg      Config
-	eng      *engine.Engine
-	log      *slog.Logger
-	m        *metrics
-	dialer   *kafka.Dialer
-	client   *kafka.Client
-	writer   *kafka.Writer
-	window   time.Duration
-	lateness time.Duration
-	onReady  func(bool)
-	now      func() time.Time
+	cfg       Config
+	eng       *engine.Engine
+	log       *slog.Logger
+	m         *metrics
+	dialer    *kafka.Dialer
+	client    *kafka.Client
+	writer    *producer.Writer
+	transport *kafka.Transport
+	window    time.Duration
+	lateness  time.Duration
+	onReady   func(bool)
+	now       func() time.Time
 
 	ready   atomic.Bool
 	readyMu sync.Mutex // serializes OnReady calls
@@ -107,21 +109,14 @@ func New(cfg Config, eng *engine.Engine, o Options) (*Consumer, error) {
 		now:      time.Now,
 		parts:    map[int]*partState{},
 	}
-	c.writer = &kafka.Writer{
-		Addr:            cfg.addr(),
-		Transport:       transport,
-		Balancer:        kafka.Murmur2Balancer{}, // the Java client's default partitioner
-		MaxAttempts:     3,
-		WriteBackoffMin: 50 * time.Millisecond,
-		WriteBackoffMax: time.Second,
-		BatchSize:       cfg.Producer.BatchSize,
-		BatchTimeout:    time.Duration(cfg.Producer.BatchTimeout),
-		ReadTimeout:     time.Duration(cfg.Producer.WriteTimeout),
-		WriteTimeout:    time.Duration(cfg.Producer.WriteTimeout),
-		RequiredAcks:    kafka.RequireAll,
-		Compression:     comp,
-		Logger:          kafka.LoggerFunc(c.debugf),
-		ErrorLogger:     kafka.LoggerFunc(c.debugf),
+	c.transport = transport
+	c.writer = &producer.Writer{
+		Client:      &kafka.Client{Addr: cfg.addr(), Transport: transport, Timeout: time.Duration(cfg.Producer.WriteTimeout)},
+		Balancer:    kafka.Murmur2Balancer{}, // the Java client's default partitioner
+		Acks:        kafka.RequireAll,
+		Compression: comp,
+		BatchSize:   cfg.Producer.BatchSize,
+		Timeout:     time.Duration(cfg.Producer.WriteTimeout),
 	}
 	return c, nil
 }
@@ -199,7 +194,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	go func() {
 		cg.Close() // ends the generation: workers drain and commit, then the member leaves
 		<-loopDone
-		c.writer.Close()
+		if c.transport != nil {
+			c.transport.CloseIdleConnections()
+		}
 		close(closed)
 	}()
 	select {

@@ -2,6 +2,8 @@ package stream
 
 import (
 	"encoding/json"
+	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/vigil-fraud/vigil/engine"
@@ -30,7 +32,103 @@ func PrimaryKey(ev *event.Event) string {
 	return ev.Account.ID
 }
 
-// encodeDecision encodes a decision record.
+// encodeDecision encodes a decision record, byte for byte as json.Marshal
+// of a DecisionRecord does (TestEncodeDecisionMatchesMarshal), without
+// reflection.
 func encodeDecision(d *engine.Decision, ev *event.Event, now time.Time) ([]byte, error) {
-	return json.Marshal(&DecisionRecord{Decision: *d, EventTime: ev.Time.UTC(), DecidedAt: now.UTC()})
+	evTime, decided := ev.Time.UTC(), now.UTC()
+	if !fastDecisionLayout || d.Explain != nil || !jsonYear(evTime) || !jsonYear(decided) {
+		return json.Marshal(&DecisionRecord{Decision: *d, EventTime: evTime, DecidedAt: decided})
+	}
+	n := 256 + len(d.ID) + len(d.Ruleset) // the fixed part is about 210 bytes
+	for _, r := range d.Reasons {
+		n += 32 + len(r.Rule) + len(r.Code) + len(r.Message)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, d.ID)
+	b = append(b, `,"decision":`...)
+	b = appendJSONString(b, string(d.Decision))
+	b = append(b, `,"score":`...)
+	b = strconv.AppendInt(b, int64(d.Score), 10)
+	b = append(b, `,"reasons":`...)
+	if d.Reasons == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, r := range d.Reasons {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"rule":`...)
+			b = appendJSONString(b, r.Rule)
+			b = append(b, `,"code":`...)
+			b = appendJSONString(b, r.Code)
+			if r.Message != "" {
+				b = append(b, `,"message":`...)
+				b = appendJSONString(b, r.Message)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"ruleset":`...)
+	b = appendJSONString(b, d.Ruleset)
+	b = append(b, `,"latency_us":`...)
+	b = strconv.AppendInt(b, d.LatencyUS, 10)
+	if d.Replayed {
+		b = append(b, `,"replayed":true`...)
+	}
+	b = append(b, `,"event_time":"`...)
+	b = evTime.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","decided_at":"`...)
+	b = decided.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `"}`...)
+	return b, nil
+}
+
+// jsonYear reports whether time.Time.MarshalJSON accepts t's year.
+func jsonYear(t time.Time) bool { y := t.Year(); return y >= 0 && y <= 9999 }
+
+// appendJSONString appends s quoted as encoding/json does: plain
+// printable ASCII is copied, anything else (escapes, HTML characters,
+// non-ASCII) goes through json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// fastDecisionLayout is true when engine.Decision and engine.Reason have
+// the fields encodeDecision writes. If they change, encodeDecision falls
+// back to json.Marshal (and its test fails, to update it).
+var fastDecisionLayout = layoutIs(reflect.TypeOf(engine.Decision{}),
+	"ID string json:\"id\"", "Decision rules.Action json:\"decision\"", "Score int json:\"score\"",
+	"Reasons []engine.Reason json:\"reasons\"", "Ruleset string json:\"ruleset\"",
+	"LatencyUS int64 json:\"latency_us\"", "Replayed bool json:\"replayed,omitempty\"",
+	"Explain *engine.Explain json:\"explain,omitempty\"") &&
+	layoutIs(reflect.TypeOf(engine.Reason{}),
+		"Rule string json:\"rule\"", "Code string json:\"code\"", "Message string json:\"message,omitempty\"") &&
+	layoutIs(reflect.TypeOf(DecisionRecord{}),
+		"Decision engine.Decision ", "EventTime time.Time json:\"event_time\"", "DecidedAt time.Time json:\"decided_at\"")
+
+// layoutIs reports whether struct type t has exactly the fields described
+// as "Name type tag".
+func layoutIs(t reflect.Type, fields ...string) bool {
+	if t.NumField() != len(fields) {
+		return false
+	}
+	for i, want := range fields {
+		f := t.Field(i)
+		if f.Name+" "+f.Type.String()+" "+string(f.Tag) != want {
+			return false
+		}
+	}
+	return true
 }

@@ -89,7 +89,7 @@ func (w *worker) run(ctx, gctx, hard context.Context) {
 
 	msgs := make(chan kafka.Message, c.cfg.BatchSize)
 	go w.fetch(stop, r, msgs)
-	sendq := make(chan *outBatch, 2)
+	sendq := make(chan *outBatch, sendQueue)
 	drain, cancelDrain := context.WithCancel(hard)
 	defer cancelDrain()
 	sent := make(chan struct{})
@@ -140,6 +140,10 @@ loop:
 		c.log.Warn("kafka: in-flight decisions not acknowledged in time; their events will be delivered again", "partition", w.partition)
 	}
 }
+
+// sendQueue is how many scored batches may wait for the producer: they
+// are then produced together (see send).
+const sendQueue = 8
 
 // drainTimeout bounds the drain: within the rebalance timeout (the group
 // waits that long) and the close timeout.
@@ -337,23 +341,51 @@ func (w *worker) markCaughtUp() {
 // for commit only once all its records are acknowledged. Failed writes are
 // retried until ctx ends; then the remaining batches are dropped
 // unmarked, to be delivered again.
+//
+// The batches waiting in q when a write starts are produced together, in
+// their order, in one call (one request per partition): when producing
+// is slower than scoring, a backlog of small batches costs one round trip,
+// not one each.
 func (w *worker) send(ctx context.Context, q <-chan *outBatch) {
 	c := w.c
 	logs := newEvery(10 * time.Second)
+	var group []*outBatch
+	var msgs []kafka.Message
 	for b := range q {
+		group = append(group[:0], b)
+	more:
+		for {
+			select {
+			case b, ok := <-q:
+				if !ok {
+					break more
+				}
+				group = append(group, b)
+			default:
+				break more
+			}
+		}
 		if ctx.Err() != nil {
 			continue
 		}
-		if len(b.msgs) > 0 && !w.write(ctx, b.msgs, logs) {
+		msgs = msgs[:0]
+		for _, b := range group {
+			msgs = append(msgs, b.msgs...)
+		}
+		if len(msgs) > 0 && !w.write(ctx, msgs, logs) {
 			continue
 		}
-		w.g.mark(w.partition, b.next)
+		clear(msgs) // no references kept to the records
+		w.g.mark(w.partition, group[len(group)-1].next)
 		now := time.Now().UnixNano()
-		for i := 0; i+1 < len(b.times); i += 2 {
-			c.m.e2eEvent.Observe(float64(now-b.times[i]) / 1e9)
-			c.m.e2eAppend.Observe(float64(now-b.times[i+1]) / 1e9)
+		for _, b := range group {
+			for i := 0; i+1 < len(b.times); i += 2 {
+				c.m.e2eEvent.Observe(float64(now-b.times[i]) / 1e9)
+				c.m.e2eAppend.Observe(float64(now-b.times[i+1]) / 1e9)
+			}
+			c.m.decisionsSent.Add(float64(len(b.times) / 2))
 		}
-		c.m.decisionsSent.Add(float64(len(b.times) / 2))
+		clear(group)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/vigil-fraud/vigil/engine/stream/producer"
 )
 
 // Message is one event to send.
@@ -28,41 +30,64 @@ type Sink interface {
 	Close() error
 }
 
-// KafkaSink produces events to a topic, keyed by their card token.
+// KafkaSink produces events to a topic, keyed by their card token: each
+// Send is one produce request per partition, acks=all.
 type KafkaSink struct {
-	w *kafka.Writer
+	w     *producer.Writer
+	topic string
+	km    []kafka.Message
 }
 
 // NewKafkaSink makes a sink producing to topic through transport (nil:
 // kafka-go's default, plaintext).
 func NewKafkaSink(brokers []string, topic string, transport *kafka.Transport) *KafkaSink {
-	w := &kafka.Writer{
-		Addr:         kafka.TCP(brokers...),
-		Topic:        topic,
-		Balancer:     kafka.Murmur2Balancer{},
-		BatchSize:    2000,
-		BatchBytes:   1 << 20,
-		BatchTimeout: time.Millisecond,
-		RequiredAcks: kafka.RequireAll,
-		MaxAttempts:  10,
-	}
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
 	if transport != nil { // a nil *Transport is not a nil RoundTripper
-		w.Transport = transport
+		c.Transport = transport
 	}
-	return &KafkaSink{w: w}
+	return &KafkaSink{topic: topic, w: &producer.Writer{
+		Client:    c,
+		Balancer:  kafka.Murmur2Balancer{},
+		Acks:      kafka.RequireAll,
+		BatchSize: 2000,
+	}}
 }
 
-// Send produces msgs and waits for their acknowledgement.
+// Send produces msgs and waits for their acknowledgement, retrying a
+// failed partition up to ten times (it is not safe for concurrent use).
 func (s *KafkaSink) Send(ctx context.Context, msgs []Message) error {
-	km := make([]kafka.Message, len(msgs))
-	for i, m := range msgs {
-		km[i] = kafka.Message{Key: []byte(m.Key), Value: m.JSON}
+	s.km = s.km[:0]
+	for _, m := range msgs {
+		s.km = append(s.km, kafka.Message{Topic: s.topic, Key: []byte(m.Key), Value: m.JSON})
 	}
-	return s.w.WriteMessages(ctx, km...)
+	km := s.km
+	back := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := s.w.WriteMessages(ctx, km...)
+		if err == nil || attempt == 10 || ctx.Err() != nil {
+			return err
+		}
+		var werrs kafka.WriteErrors
+		if errors.As(err, &werrs) && len(werrs) == len(km) {
+			var failed []kafka.Message
+			for i, e := range werrs {
+				if e != nil {
+					failed = append(failed, km[i])
+				}
+			}
+			km = failed
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(back):
+		}
+		back = min(2*back, time.Second)
+	}
 }
 
-// Close flushes the writer.
-func (s *KafkaSink) Close() error { return s.w.Close() }
+// Close releases the sink.
+func (s *KafkaSink) Close() error { return nil }
 
 // HTTPSink posts events to vigil's /v1/score with a bearer key, from a
 // few concurrent connections.
