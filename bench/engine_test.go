@@ -95,23 +95,31 @@ func BenchmarkDecode(b *testing.B) {
 // BenchmarkHTTPScore measures POST /v1/score through net/http (in-process
 // server on loopback), one request at a time.
 func BenchmarkHTTPScore(b *testing.B) {
-	e := newDefaultEngine(b, nil)
+	post, stop := newHTTPScorer(b, newDefaultEngine(b, nil), "h")
+	defer stop()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		post(i)
+	}
+}
+
+// newHTTPScorer serves an engine's API on loopback and returns a function
+// that posts the i-th bench event (id prefixed) through a real HTTP client.
+func newHTTPScorer(b *testing.B, e *engine.Engine, prefix string) (post func(i int), stop func()) {
 	const secret = "vgl_bench_secret_0123456789"
 	api, err := engine.NewAPI(e, engine.NewKeyringFromSecret("bench", secret), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(api.Handler())
-	defer srv.Close()
 	client := srv.Client()
 	bodies := make([][]byte, 1<<12)
 	for i := range bodies {
 		bodies[i] = benchEvent(i)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		body := bytes.Replace(bodies[i%len(bodies)], []byte(`"id":"b`), []byte(fmt.Sprintf(`"id":"h%d_`, i)), 1)
+	return func(i int) {
+		body := bytes.Replace(bodies[i%len(bodies)], []byte(`"id":"b`), []byte(fmt.Sprintf(`"id":"%s%d_`, prefix, i)), 1)
 		req, _ := http.NewRequest("POST", srv.URL+"/v1/score", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+secret)
 		resp, err := client.Do(req)
@@ -123,5 +131,5 @@ func BenchmarkHTTPScore(b *testing.B) {
 		if resp.StatusCode != 200 {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
-	}
+	}, srv.Close
 }

@@ -128,7 +128,9 @@ func BenchmarkScoreSignalsOverhead(b *testing.B) {
 	const round = 2000
 	b.ResetTimer()
 	for done := 0; done < b.N; done += round {
-		for k, e := range engines {
+		for j := range engines {
+			k := (j + done/round) % len(engines) // rotate the order: no engine always runs first
+			e := engines[k]
 			start := time.Now()
 			for i := done; i < done+round; i++ {
 				ev := *evs[i%len(evs)]
@@ -170,7 +172,9 @@ func BenchmarkScoreLatencySignals(b *testing.B) {
 	const perRound = 500 // 100 ms at 5,000/s
 	b.ResetTimer()
 	for done := 0; done < b.N; done += perRound {
-		for k, e := range engines {
+		for j := range engines {
+			k := (j + done/perRound) % len(engines) // rotate the order: no engine always runs first
+			e := engines[k]
 			tick := time.NewTicker(200 * time.Microsecond)
 			for i := done; i < done+perRound; i++ {
 				<-tick.C
@@ -198,5 +202,37 @@ func BenchmarkScoreLatencySignals(b *testing.B) {
 	b.ReportMetric(q(lat[2], 0.99), "p99-ns-on")
 	b.ReportMetric(100*(q(lat[2], 0.5)/q(lat[0], 0.5)-1), "p50-overhead-%")
 	b.ReportMetric(100*(q(lat[2], 0.5)/q(lat[1], 0.5)-1), "p50-writer-overhead-%")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkHTTPScoreSignals measures what the authorization path sees:
+// POST /v1/score through a real HTTP client, signals off and on (the
+// writer inserting into ClickHouse), interleaved in rounds whose order
+// rotates.
+func BenchmarkHTTPScoreSignals(b *testing.B) {
+	w, stop := newSignalsWriter(b, 20_000)
+	defer stop()
+	off, stopOff := newHTTPScorer(b, newDefaultEngine(b, nil), "off")
+	defer stopOff()
+	on, stopOn := newHTTPScorer(b, newDefaultEngine(b, w), "on")
+	defer stopOn()
+	posts := []func(int){off, on}
+	var t [2]time.Duration
+	const round = 500
+	b.ResetTimer()
+	for done := 0; done < b.N; done += round {
+		for j := range posts {
+			k := (j + done/round) % len(posts)
+			start := time.Now()
+			for i := done; i < done+round; i++ {
+				posts[k](i)
+			}
+			t[k] += time.Since(start)
+		}
+	}
+	n := float64((b.N + round - 1) / round * round)
+	b.ReportMetric(float64(t[0].Nanoseconds())/n, "ns/req-off")
+	b.ReportMetric(float64(t[1].Nanoseconds())/n, "ns/req-on")
+	b.ReportMetric(100*(float64(t[1])/float64(t[0])-1), "overhead-%")
 	b.ReportMetric(0, "ns/op")
 }
