@@ -85,6 +85,29 @@ func parseArgs(fset *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // rulesDir is a rules directory on disk or the embedded starter rules.
+// loadRuleset opens the rules directory of a rules subcommand's arguments
+// and compiles it against the feature definitions; on failure it prints
+// the errors and returns the exit code (exitOK otherwise).
+func loadRuleset(cmd string, pos []string, featuresFile, geoIP string, stderr io.Writer) (rulesDir, *featureDefs, []rules.Source, *rules.Set, int) {
+	dir, err := openRulesDir(pos)
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil rules %s: %v\n", cmd, err)
+		return dir, nil, nil, nil, exitUsage
+	}
+	feats, err := loadFeatureDefs(featuresFile)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return dir, nil, nil, nil, exitInvalid
+	}
+	feats.geoIP = geoIP
+	srcs, set, err := dir.loadSet(feats.schema)
+	if err != nil {
+		printErrors(stderr, err)
+		return dir, nil, nil, nil, exitInvalid
+	}
+	return dir, feats, srcs, set, exitOK
+}
+
 type rulesDir struct {
 	fsys    fs.FS
 	dir     string
@@ -144,20 +167,9 @@ func cmdRulesCheck(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitUsage
 	}
-	dir, err := openRulesDir(pos)
-	if err != nil {
-		fmt.Fprintln(stderr, "vigil rules check:", err)
-		return exitUsage
-	}
-	feats, err := loadFeatureDefs(*featuresFile)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitInvalid
-	}
-	srcs, set, err := dir.loadSet(feats.schema)
-	if err != nil {
-		printErrors(stderr, err)
-		return exitInvalid
+	dir, _, srcs, set, code := loadRuleset("check", pos, *featuresFile, "", stderr)
+	if code != exitOK {
+		return code
 	}
 	tests, err := dir.loadTests()
 	if err != nil {

@@ -35,21 +35,9 @@ func cmdRulesExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: vigil rules explain [DIR] --event FILE [--features FILE] [--json] [--all]")
 		return exitUsage
 	}
-	dir, err := openRulesDir(pos)
-	if err != nil {
-		fmt.Fprintln(stderr, "vigil rules explain:", err)
-		return exitUsage
-	}
-	feats, err := loadFeatureDefs(*featuresFile)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitInvalid
-	}
-	feats.geoIP = *geoip
-	_, set, err := dir.loadSet(feats.schema)
-	if err != nil {
-		printErrors(stderr, err)
-		return exitInvalid
+	_, feats, _, set, code := loadRuleset("explain", pos, *featuresFile, *geoip, stderr)
+	if code != exitOK {
+		return code
 	}
 	data, err := os.ReadFile(*eventFile)
 	if err != nil {

@@ -32,21 +32,9 @@ func cmdRulesTest(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	dir, err := openRulesDir(pos)
-	if err != nil {
-		fmt.Fprintln(stderr, "vigil rules test:", err)
-		return exitUsage
-	}
-	feats, err := loadFeatureDefs(*featuresFile)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitInvalid
-	}
-	feats.geoIP = *geoip
-	_, set, err := dir.loadSet(feats.schema)
-	if err != nil {
-		printErrors(stderr, err)
-		return exitInvalid
+	dir, feats, _, set, code := loadRuleset("test", pos, *featuresFile, *geoip, stderr)
+	if code != exitOK {
+		return code
 	}
 	tests, err := dir.loadTests()
 	if err != nil {
