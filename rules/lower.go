@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"math"
 	"reflect"
 	"regexp"
@@ -241,7 +242,7 @@ func (l *lowerer) binaryBool(n *ast.BinaryNode) (boolFn, bool) {
 			a, ok1 := l.int(n.Left)
 			b, ok2 := l.int(n.Right)
 			if ok = ok1 && ok2; ok {
-				fn = compareInt(n.Operator, a, b)
+				fn = compare(n.Operator, a, b)
 			}
 		case isNumber(lk) && isNumber(rk):
 			a, ok1 := l.num(n.Left)
@@ -253,7 +254,7 @@ func (l *lowerer) binaryBool(n *ast.BinaryNode) (boolFn, bool) {
 			a, ok1 := l.str(n.Left)
 			b, ok2 := l.str(n.Right)
 			if ok = ok1 && ok2; ok {
-				fn = compareString(n.Operator, a, b)
+				fn = compare(n.Operator, a, b)
 			}
 		case lk == kBool && rk == kBool && (n.Operator == "==" || n.Operator == "!="):
 			a, ok1 := l.bool(n.Left)
@@ -410,7 +411,8 @@ func constantOf(n ast.Node) any {
 	return nil
 }
 
-func compareInt(op string, a, b intFn) boolFn {
+// compare lowers a comparison of two values of one ordered type.
+func compare[T cmp.Ordered, F ~func(*Env) T](op string, a, b F) boolFn {
 	switch op {
 	case "==":
 		return func(e *Env) bool { return a(e) == b(e) }
@@ -447,39 +449,7 @@ func compareFloat(op string, a, b numFn) boolFn {
 			return func(e *Env) bool { return a(e) >= c }
 		}
 	}
-	switch op {
-	case "==":
-		return func(e *Env) bool { return a(e) == b(e) }
-	case "!=":
-		return func(e *Env) bool { return a(e) != b(e) }
-	case "<":
-		return func(e *Env) bool { return a(e) < b(e) }
-	case "<=":
-		return func(e *Env) bool { return a(e) <= b(e) }
-	case ">":
-		return func(e *Env) bool { return a(e) > b(e) }
-	case ">=":
-		return func(e *Env) bool { return a(e) >= b(e) }
-	}
-	return nil
-}
-
-func compareString(op string, a, b strFn) boolFn {
-	switch op {
-	case "==":
-		return func(e *Env) bool { return a(e) == b(e) }
-	case "!=":
-		return func(e *Env) bool { return a(e) != b(e) }
-	case "<":
-		return func(e *Env) bool { return a(e) < b(e) }
-	case "<=":
-		return func(e *Env) bool { return a(e) <= b(e) }
-	case ">":
-		return func(e *Env) bool { return a(e) > b(e) }
-	case ">=":
-		return func(e *Env) bool { return a(e) >= b(e) }
-	}
-	return nil
+	return compare(op, a, b)
 }
 
 // constFloat reports whether fn is a constant made by num, and its value.
