@@ -1,6 +1,7 @@
 package features
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -228,14 +229,20 @@ features:
 	if c, _ := num(t, e, v, "declined_10m"); c != 1 {
 		t.Errorf("declined = %v", c)
 	}
+	// Decoded events carry JSON numbers: filters compare them as numbers,
+	// as rules do.
+	e.Observe(&event.Event{Time: t0.Add(time.Minute), Card: event.Card{Token: "t"}, Attributes: map[string]any{"code": json.Number("52")}}, v)
+	if c, _ := num(t, e, v, "declined_10m"); c != 2 {
+		t.Errorf("declined with a JSON number attribute = %v, want 2", c)
+	}
 	// Too late: scored as at the card's newest time, not recorded.
 	e.Observe(&event.Event{Time: t0.Add(-time.Hour), Card: event.Card{Token: "t"}}, v)
-	if c, _ := num(t, e, v, "c_10m"); c != 3 {
-		t.Errorf("too-late event count = %v, want 3 (2 recorded + itself)", c)
+	if c, _ := num(t, e, v, "c_10m"); c != 4 {
+		t.Errorf("too-late event count = %v, want 4 (3 recorded + itself)", c)
 	}
 	e.Peek(&event.Event{Time: t0.Add(time.Minute), Card: event.Card{Token: "t"}}, v)
-	if c, _ := num(t, e, v, "c_10m"); c != 3 {
-		t.Errorf("after the too-late event: %v, want 3 (it was not recorded)", c)
+	if c, _ := num(t, e, v, "c_10m"); c != 4 {
+		t.Errorf("after the too-late event: %v, want 4 (it was not recorded)", c)
 	}
 	if got := testutil.ToFloat64(prometheusOnly(reg, "vigil_features_late_events_total", `outcome="dropped"`)); got != 1 {
 		t.Errorf("late dropped metric = %v", got)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/file"
@@ -12,31 +11,6 @@ import (
 
 	"github.com/vigil-fraud/vigil/engine/event"
 )
-
-// filterEnv is what a definition's filter sees: the event's fields under
-// their JSON names, as rules see them (amount in major units, amount_minor
-// in minor units), without features.
-type filterEnv struct {
-	ID          string         `expr:"id"`
-	Time        time.Time      `expr:"time"`
-	Amount      float64        `expr:"amount"`
-	AmountMinor int64          `expr:"amount_minor"`
-	Currency    string         `expr:"currency"`
-	Channel     string         `expr:"channel"`
-	Card        event.Card     `expr:"card"`
-	Account     event.Account  `expr:"account"`
-	Merchant    event.Merchant `expr:"merchant"`
-	Device      event.Device   `expr:"device"`
-	Billing     event.Location `expr:"billing"`
-	Shipping    event.Location `expr:"shipping"`
-	Attributes  map[string]any `expr:"attributes"`
-}
-
-func (f *filterEnv) set(ev *event.Event) {
-	*f = filterEnv{ID: ev.ID, Time: ev.Time, Amount: event.MajorUnits(ev.Amount, ev.Currency), AmountMinor: ev.Amount,
-		Currency: ev.Currency, Channel: ev.Channel, Card: ev.Card, Account: ev.Account, Merchant: ev.Merchant,
-		Device: ev.Device, Billing: ev.Billing, Shipping: ev.Shipping, Attributes: ev.Attributes}
-}
 
 // filterError is a compile error of a filter with its place in the
 // expression.
@@ -48,7 +22,7 @@ type filterError struct {
 func (e *filterError) Error() string { return e.msg }
 
 func compileFilter(src string) (*vm.Program, error) {
-	prog, err := expr.Compile(src, expr.Env(filterEnv{}), expr.AsBool(), expr.MaxNodes(500))
+	prog, err := expr.Compile(src, expr.Env(event.Fields{}), expr.AsBool(), expr.MaxNodes(500))
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
@@ -87,9 +61,11 @@ func (fs *filters) index(src string) (int, error) {
 	return len(fs.progs) - 1, nil
 }
 
+// filterVM evaluates filters; its env is the event as rules see it
+// (event.Fields), so filters and rules share every name.
 type filterVM struct {
 	vm  vm.VM
-	env filterEnv
+	env event.Fields
 }
 
 // pass reports whether the event passes filter i (-1: no filter). A filter
@@ -106,7 +82,8 @@ func (c *evctx) pass(i int) bool {
 			if c.fvm == nil {
 				c.fvm = &filterVM{}
 			}
-			c.fvm.env.set(c.ev)
+			c.fvm.env.Set(c.ev)
+			c.fvm.env.PrepareAttributes() // attributes.x > 3 compares numbers, as in rules
 		}
 		out, err := c.fvm.vm.Run(fs.progs[i], &c.fvm.env)
 		if b, ok := out.(bool); ok && b && err == nil {
@@ -119,7 +96,7 @@ func (c *evctx) pass(i int) bool {
 
 func (c *evctx) releaseFilters() {
 	if c.fvm != nil {
-		c.fvm.env = filterEnv{}
+		c.fvm.env.Reset()
 		c.e.filters.vms.Put(c.fvm)
 		c.fvm = nil
 	}

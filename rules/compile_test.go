@@ -2,6 +2,7 @@ package rules
 
 import (
 	"encoding/json"
+	"github.com/vigil-fraud/vigil/engine/event"
 	"strings"
 	"testing"
 )
@@ -80,10 +81,12 @@ func TestMissingValues(t *testing.T) {
 				if tc.attr != "" {
 					d := json.NewDecoder(strings.NewReader(tc.attr))
 					d.UseNumber()
-					if err := d.Decode(&env.Attributes); err != nil {
+					var attrs map[string]any
+					if err := d.Decode(&attrs); err != nil {
 						t.Fatal(err)
 					}
-					env.rawAttrs = env.Attributes
+					env.Fields.Set(&event.Event{ID: env.ID, Time: env.Time, Amount: env.AmountMinor, Currency: env.Currency,
+						Card: env.Card, Account: env.Account, Billing: env.Billing, Attributes: attrs})
 				}
 				var ev Evaluator
 				var res Result

@@ -5,8 +5,6 @@
 package rules
 
 import (
-	"encoding/json"
-	"strconv"
 	"time"
 
 	"github.com/vigil-fraud/vigil/engine/event"
@@ -19,82 +17,22 @@ import (
 // time into indexes of the typed slices below, so evaluation never looks a
 // name up in a map. An Env belongs to one goroutine at a time.
 type Env struct {
-	ID          string            `expr:"id"`
-	Time        time.Time         `expr:"time"`
-	Amount      float64           `expr:"amount"`
-	AmountMinor int64             `expr:"amount_minor"`
-	Currency    string            `expr:"currency"`
-	Channel     string            `expr:"channel"`
-	Card        event.Card        `expr:"card"`
-	Account     event.Account     `expr:"account"`
-	Merchant    event.Merchant    `expr:"merchant"`
-	Device      event.Device      `expr:"device"`
-	Billing     event.Location    `expr:"billing"`
-	Shipping    event.Location    `expr:"shipping"`
-	Attributes  map[string]any    `expr:"attributes"`
-	Num         []float64         `expr:"__num"`
-	Bool        []bool            `expr:"__bool"`
-	Str         []string          `expr:"__str"`
-	Has         []bool            `expr:"__has"`
-	Lists       []map[string]bool `expr:"__lists"` // for x in @list
-	ListValues  [][]string        `expr:"__listv"` // for any(@list, ...), len(@list)
+	event.Fields
+	Num        []float64         `expr:"__num"`
+	Bool       []bool            `expr:"__bool"`
+	Str        []string          `expr:"__str"`
+	Has        []bool            `expr:"__has"`
+	Lists      []map[string]bool `expr:"__lists"` // for x in @list
+	ListValues [][]string        `expr:"__listv"` // for any(@list, ...), len(@list)
 
-	rawAttrs map[string]any // the event's attributes, numbers as json.Number
-	attrs    map[string]any // reused for Attributes with numbers as float64
 }
 
 // Set fills the environment from an event and its feature vector. It copies
 // the event's values, so the event may be reused afterwards; the vector's
 // slices are shared, so the vector must not change until evaluation ends.
 func (e *Env) Set(ev *event.Event, v *features.Vector) {
-	e.ID = ev.ID
-	e.Time = ev.Time
-	e.Amount = event.MajorUnits(ev.Amount, ev.Currency)
-	e.AmountMinor = ev.Amount
-	e.Currency = ev.Currency
-	e.Channel = ev.Channel
-	e.Card = ev.Card
-	e.Account = ev.Account
-	e.Merchant = ev.Merchant
-	e.Device = ev.Device
-	e.Billing = ev.Billing
-	e.Shipping = ev.Shipping
-	e.Attributes, e.rawAttrs = ev.Attributes, ev.Attributes
+	e.Fields.Set(ev)
 	e.Num, e.Bool, e.Str, e.Has = v.Num, v.Bool, v.Str, v.Has
-}
-
-// prepareAttributes converts the attributes' JSON numbers to float64, so
-// that attributes.x > 3 compares numbers; Evaluate calls it only for sets
-// whose rules read attributes.
-func (e *Env) prepareAttributes() {
-	raw := e.rawAttrs
-	if raw == nil {
-		return
-	}
-	e.rawAttrs = nil
-	numbers := false
-	for _, v := range raw {
-		if _, ok := v.(json.Number); ok {
-			numbers = true
-			break
-		}
-	}
-	if !numbers {
-		return
-	}
-	if e.attrs == nil {
-		e.attrs = make(map[string]any, len(raw))
-	}
-	clear(e.attrs)
-	for k, v := range raw {
-		if n, ok := v.(json.Number); ok {
-			if f, err := strconv.ParseFloat(string(n), 64); err == nil {
-				v = f
-			}
-		}
-		e.attrs[k] = v
-	}
-	e.Attributes = e.attrs
 }
 
 // fieldKind is the type of an event field as rules see it.

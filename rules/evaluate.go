@@ -141,7 +141,7 @@ func runPredicate(pred boolFn, env *Env) (b bool, err error) {
 func (s *Set) prepare(env *Env) {
 	env.Lists, env.ListValues = s.lists, s.listValues
 	if s.readsAttributes {
-		env.prepareAttributes()
+		env.PrepareAttributes()
 	}
 }
 
