@@ -111,9 +111,11 @@ func (discard) Put(r *engine.Record) { r.Release() } // as the writer does once 
 // Record) and with the signals writer inserting into ClickHouse (on), in
 // the same run, interleaved in rounds, at full speed (one scoring after
 // the other; the writer and ClickHouse share this machine's two cores).
-func BenchmarkScoreSignalsOverhead(b *testing.B) {
+// signalsEngines returns three engines on the default features and rules —
+// signals off, a sink that only builds records, the writer into
+// ClickHouse — and decoded bench events.
+func signalsEngines(b *testing.B) ([]*engine.Engine, []*event.Event, func()) {
 	w, stop := newSignalsWriter(b, 20_000)
-	defer stop()
 	engines := []*engine.Engine{newDefaultEngine(b, nil), newDefaultEngine(b, discard{}), newDefaultEngine(b, w)}
 	evs := make([]*event.Event, 1<<14)
 	for i := range evs {
@@ -123,6 +125,12 @@ func BenchmarkScoreSignalsOverhead(b *testing.B) {
 		}
 		evs[i] = ev
 	}
+	return engines, evs, stop
+}
+
+func BenchmarkScoreSignalsOverhead(b *testing.B) {
+	engines, evs, stop := signalsEngines(b)
+	defer stop()
 	ctx := context.Background()
 	var t [3]time.Duration
 	const round = 2000
@@ -156,17 +164,8 @@ func BenchmarkScoreSignalsOverhead(b *testing.B) {
 // writer its share of the cores) without a sink (off), with a discarding
 // sink (record) and with the writer (on): p50 and p99 of each.
 func BenchmarkScoreLatencySignals(b *testing.B) {
-	w, stop := newSignalsWriter(b, 20_000)
+	engines, evs, stop := signalsEngines(b)
 	defer stop()
-	engines := []*engine.Engine{newDefaultEngine(b, nil), newDefaultEngine(b, discard{}), newDefaultEngine(b, w)}
-	evs := make([]*event.Event, 1<<14)
-	for i := range evs {
-		ev, err := event.Decode(benchEvent(i), time.Time{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		evs[i] = ev
-	}
 	ctx := context.Background()
 	lat := [3][]time.Duration{}
 	const perRound = 500 // 100 ms at 5,000/s
