@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,6 +229,7 @@ func (e *Engine) compile(f *File) error {
 			for i := range sp.outs {
 				sp.outs[i].win = indexOf(sp.wins, sp.outs[i].wl)
 			}
+			slices.SortStableFunc(sp.outs, func(a, b seriesOut) int { return a.win - b.win })
 			for i := range sp.anom {
 				sp.anom[i].win = indexOf(sp.wins, sp.anom[i].wl)
 			}
@@ -470,22 +472,30 @@ func (e *Engine) process(k *kind, c *evctx, v *Vector, record bool) {
 		b := en.blob(sp.index)
 		if rec {
 			if pass {
-				b = sp.record(b, B, one(val))
+				b = sp.record(b, B, val)
 				en.setBlob(sp.index, b)
 			} else if b != nil && B > anchorOf(b) {
 				b = sp.advance(b, B)
 				en.setBlob(sp.index, b)
 			}
 		}
+		// Outputs are grouped by window: one read per window.
+		var a agg
+		var s span
+		win := -1
 		for _, o := range sp.outs {
-			a := sp.at(b, B, o.win)
-			if pass && !rec {
-				a.add(one(val))
+			if o.win != win {
+				win = o.win
+				a, s = sp.at(b, B, win)
+				if pass && !rec {
+					a.add(one(val))
+					s.add(span{val, val})
+				}
 			}
-			sp.output(v, o.slot, o.agg, a)
+			sp.output(v, o.slot, o.agg, a, s)
 		}
 		for _, o := range sp.anom {
-			a := sp.at(b, B, o.win)
+			a, _ := sp.at(b, B, o.win)
 			if pass && rec {
 				a.sub(one(val)) // history: without this event
 			}
