@@ -115,7 +115,7 @@ var (
 // (every uniform key about 4 times; 1.3 days of event time at 35 events/s,
 // so 24h windows are full: steady state), shared by the runs of a
 // benchmark.
-func warm(b *testing.B, zipf bool) *warmEngine {
+func warm(b testing.TB, zipf bool) *warmEngine {
 	warmMu.Lock()
 	defer warmMu.Unlock()
 	if we, ok := warmCache[zipf]; ok {

@@ -142,7 +142,7 @@ features:
 func TestDistinctSketch(t *testing.T) {
 	e := mustEngine(t, `
 features:
-  - {name: d, entity: device.fingerprint, aggregate: distinct, field: account.id, windows: [1h, 7d], exact_up_to: 64}
+  - {name: d, entity: device.fingerprint, aggregate: distinct, field: account.id, windows: [10m, 1h, 7d], exact_up_to: 64}
 `, Options{})
 	v := NewVector(e.Schema())
 	at := t0
@@ -167,6 +167,22 @@ features:
 	d1, _ := num(t, e, v, "d_1h")
 	if d1 < 180*0.9 || d1 > 203*1.1 {
 		t.Errorf("1h estimate %v, want 180..203 within 10%%", d1)
+	}
+	// 10m holds 30 values, fewer than the 64 the sketch-mode set keeps
+	// exactly: no estimate, the exact count.
+	if d, _ := num(t, e, v, "d_10m"); d != 30 {
+		t.Errorf("10m in sketch mode: %v, want exactly 30", d)
+	}
+	// A value seen again within the window is not counted twice, and a
+	// peek of a new one counts it.
+	last := fmt.Sprint("acct", 4999%3000)
+	e.Peek(&event.Event{Time: at.Add(time.Second), Device: event.Device{Fingerprint: "kiosk"}, Account: event.Account{ID: last}}, v)
+	if d, _ := num(t, e, v, "d_10m"); d != 30 {
+		t.Errorf("10m peek of a value in the window: %v, want 30", d)
+	}
+	e.Peek(&event.Event{Time: at.Add(time.Second), Device: event.Device{Fingerprint: "kiosk"}, Account: event.Account{ID: "new"}}, v)
+	if d, _ := num(t, e, v, "d_10m"); d != 31 {
+		t.Errorf("10m peek of a new value: %v, want 31", d)
 	}
 	// A week later the sketch has aged out and counting is exact again.
 	e.Observe(&event.Event{Time: at.Add(8 * Day), Device: event.Device{Fingerprint: "kiosk"}, Account: event.Account{ID: "x"}}, v)

@@ -25,6 +25,24 @@ type evctx struct {
 	amount  float64 // stored amount, once computed (amtDone)
 	amtDone bool
 	fvm     *filterVM
+	keys    [keyCache]kindKey // the event's key per entity kind
+}
+
+// keyCache is how many entity kinds' keys an event remembers between the
+// prefetch and the processing (beyond, keys are hashed again).
+const keyCache = 16
+
+type kindKey struct {
+	h  uint64
+	ok bool
+}
+
+// keyOf returns the event's key for kind k, the i-th kind, hashed once.
+func (c *evctx) keyOf(i int, k *kind) (uint64, bool) {
+	if i < keyCache {
+		return c.keys[i].h, c.keys[i].ok
+	}
+	return k.keyOf(c)
 }
 
 // init reports false for a time vigil cannot store (before 1970 or after

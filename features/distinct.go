@@ -19,7 +19,12 @@ import (
 // last `lateness` seconds. Without lateness both stay empty.
 //
 // Beyond exactUpTo values the set becomes a sketch: per window, sub-window
-// HyperLogLog sketches (see setSketch).
+// HyperLogLog sketches (see setSketch). The set keeps the exactUpTo most
+// recently seen values beside it (their latest occurrence only): a window
+// that none of the values forgotten since reaches is still counted exactly
+// from them, so that only the windows holding more than exactUpTo values
+// pay for an estimate, and a value seen again does not age the cached
+// estimate.
 type setPlan struct {
 	field     fieldSpec
 	filter    int
@@ -48,6 +53,7 @@ type valueSet struct {
 	recent    []setOcc // occurrences newer than newest-lateness, sorted by time, from rhead
 	rhead     int
 	sk        *setSketch
+	forgot    uint32 // sketch mode: the latest occurrence of any value dropped from vals
 }
 
 // setInline values are kept inside the entity's state before vals spills
@@ -136,9 +142,13 @@ func (s *valueSet) count(t uint32, w int64, h uint64, hasExtra bool) int {
 // record adds an occurrence of h at t.
 func (p *setPlan) record(s *valueSet, t uint32, h uint64) {
 	if s.sk != nil {
-		s.sk.insert(t, h)
+		prev := p.remember(s, t, h)
+		s.sk.insert(t, h, prev)
 		if t > s.newest {
 			s.newest = t
+			if int64(s.newest-s.lastPrune) >= max(1, p.keep/16) {
+				p.prune(s)
+			}
 		}
 		if s.sk.empty(s.newest) {
 			*s = valueSet{newest: s.newest}
@@ -243,14 +253,65 @@ func (p *setPlan) toSketch(s *valueSet) {
 	sk := newSetSketch(p)
 	for i := range s.vals {
 		if v := &s.vals[i]; v.last != 0 {
-			sk.insert(v.last, v.h)
+			sk.insert(v.last, v.h, 0)
+			if v.settled != 0 {
+				sk.insert(v.settled, v.h, 0)
+			}
+			v.settled = 0
 		}
 	}
 	for _, o := range s.recent[s.rhead:] {
-		sk.insert(o.t, s.vals[o.vi].h)
+		sk.insert(o.t, s.vals[o.vi].h, 0)
 	}
-	*s = valueSet{newest: s.newest, sk: sk}
-	s.init()
+	s.sk, s.recent, s.rhead = sk, nil, 0
+	for s.live > p.exactUpTo {
+		s.forget()
+	}
+}
+
+// remember records h at t among the values a sketch-mode set keeps,
+// forgetting the least recently seen one if it is full, and returns h's
+// previous latest occurrence (0: not remembered).
+func (p *setPlan) remember(s *valueSet, t uint32, h uint64) (prev uint32) {
+	free := -1
+	for j := range s.vals {
+		v := &s.vals[j]
+		if v.last == 0 {
+			if free < 0 {
+				free = j
+			}
+			continue
+		}
+		if v.h == h {
+			prev = v.last
+			v.last = max(v.last, t)
+			return prev
+		}
+	}
+	if s.live >= p.exactUpTo {
+		free = s.forget()
+	}
+	if free < 0 {
+		s.vals = append(s.vals, setVal{})
+		free = len(s.vals) - 1
+	}
+	s.vals[free] = setVal{h: h, last: t}
+	s.live++
+	return 0
+}
+
+// forget drops the least recently seen value and returns its slot.
+func (s *valueSet) forget() int {
+	o := -1
+	for j := range s.vals {
+		if v := &s.vals[j]; v.last != 0 && (o < 0 || v.last < s.vals[o].last) {
+			o = j
+		}
+	}
+	s.forgot = max(s.forgot, s.vals[o].last)
+	s.vals[o] = setVal{}
+	s.live--
+	return o
 }
 
 // value is window j's distinct count at t; with hasExtra, the value h of an
@@ -264,6 +325,10 @@ func (p *setPlan) value(s *valueSet, t uint32, j int, h uint64, hasExtra bool) f
 		return 0
 	}
 	if s.sk != nil {
+		if w := p.wins[j]; t >= s.newest && int64(s.forgot) <= int64(t)-w {
+			// Every value in the window is remembered: exact.
+			return float64(s.count(t, w, h, hasExtra))
+		}
 		return float64(s.sk.estimate(t, j))
 	}
 	return float64(s.count(t, p.wins[j], h, hasExtra))
@@ -278,8 +343,8 @@ const sketchSubs = 8
 // sketchSubs+1 sketches of consecutive sub-windows of length w/8, and their
 // union over the current window, kept up to date on insert and rebuilt
 // when the window slides past a sub-window. The union's estimate is cached
-// and recomputed only after enough inserts to move it by 1/32 (a dense
-// estimate costs tens of microseconds).
+// and recomputed only after enough inserts of values it may not hold to
+// move it by 1/32 (a dense estimate costs tens of microseconds).
 type setSketch struct {
 	wins []sketchWin
 }
@@ -315,7 +380,10 @@ func (w *sketchWin) newSketch() *hyperloglog.Sketch {
 	return s
 }
 
-func (sk *setSketch) insert(t uint32, h uint64) {
+// insert adds h at t; prev is h's previous latest occurrence when the set
+// remembers it (0 if not): a value already in a union does not age its
+// estimate.
+func (sk *setSketch) insert(t uint32, h uint64, prev uint32) {
 	for j := range sk.wins {
 		w := &sk.wins[j]
 		i := int64(t) / w.g
@@ -334,7 +402,9 @@ func (sk *setSketch) insert(t uint32, h uint64) {
 		w.subs[r].InsertHash(h)
 		if w.hi >= 0 && i <= w.hi && i >= w.hi-sketchSubs {
 			w.union.InsertHash(h)
-			w.dirty++
+			if pi := int64(prev) / w.g; prev == 0 || pi > w.hi || pi < w.hi-sketchSubs {
+				w.dirty++
+			}
 		}
 	}
 }

@@ -369,8 +369,12 @@ func (e *Engine) run(ev *event.Event, v *Vector, record bool) {
 				}
 			}
 		}
-		for _, k := range e.kinds {
-			e.process(k, c, v, record)
+		e.prefetch(c)
+		for i, k := range e.kinds {
+			key, ok := c.keyOf(i, k)
+			if ok {
+				e.process(k, key, c, v, record)
+			}
 		}
 		if e.labelsOn {
 			for _, lp := range e.labels {
@@ -421,11 +425,7 @@ const (
 )
 
 // process computes and (when record) records the features of kind k.
-func (e *Engine) process(k *kind, c *evctx, v *Vector, record bool) {
-	key, ok := k.keyOf(c)
-	if !ok {
-		return
-	}
+func (e *Engine) process(k *kind, key uint64, c *evctx, v *Vector, record bool) {
 	sh := k.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

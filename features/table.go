@@ -1,5 +1,10 @@
 package features
 
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
 // table is an open-addressing hash table (linear probing) from a keyed
 // 64-bit hash to an entity stored inline in its slot: finding an entity is
 // one random memory access, where a Go map of that size takes three (its
@@ -9,6 +14,16 @@ package features
 type table struct {
 	slots []slot
 	n     int
+	view  atomic.Pointer[tableView] // for prefetch, read without the lock
+}
+
+// tableView is where the slots are, published on every resize so that
+// prefetch can find a key's slot without taking the shard's lock. The
+// address is a plain number: it keeps nothing alive, and after a resize it
+// points at memory that prefetching may touch but nothing reads.
+type tableView struct {
+	base uintptr
+	mask uint64
 }
 
 type slot struct {
@@ -61,9 +76,22 @@ func (t *table) insert(key uint64) *entity {
 	return &t.slots[i].en
 }
 
+// resize replaces the slots by n empty ones and publishes their view.
+func (t *table) resize(n int) {
+	t.slots = make([]slot, n)
+	t.view.Store(&tableView{base: uintptr(unsafe.Pointer(&t.slots[0])), mask: uint64(n - 1)})
+}
+
+// prefetch hints that key's slot will be read soon. Safe without the lock.
+func (t *table) prefetch(key uint64) {
+	if v := t.view.Load(); v != nil {
+		prefetch(v.base + uintptr(fixKey(key)&v.mask)*unsafe.Sizeof(slot{}))
+	}
+}
+
 func (t *table) grow() {
 	old := t.slots
-	t.slots = make([]slot, max(tableMinSize, 2*len(old)))
+	t.resize(max(tableMinSize, 2*len(old)))
 	mask := uint64(len(t.slots) - 1)
 	for j := range old {
 		if k := old[j].key; k != 0 {
@@ -105,7 +133,7 @@ func (t *table) delete(key uint64) {
 
 func (t *table) shrink() {
 	old := t.slots
-	t.slots = make([]slot, len(old)/2)
+	t.resize(len(old) / 2)
 	t.n = 0
 	for j := range old {
 		if old[j].key != 0 {
