@@ -2,9 +2,10 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,7 +169,7 @@ func (e *Engine) score(ctx context.Context, ev *event.Event, explain bool, sourc
 		if rs.set != set {
 			rs = newReadSet(set) // a reload raced this scoring
 		}
-		e.sink.Put(rs.record(ev, d, &s.res, s.vec, e.features.Schema(), source))
+		e.sink.Put(rs.record(ev, d, &s.res, s.vec, e.features.Schema(), source, start.Add(elapsed).UTC()))
 	}
 	return &out, nil
 }
@@ -200,16 +201,28 @@ func (e *Engine) explain(set *rules.Set, s *scratch) *Explain {
 }
 
 // contentDigest hashes what identifies a transaction's content, to tell a
-// retry (same content) from a reused id (different content).
+// retry (same content) from a reused id (different content). The digest
+// never leaves the process: a per-process seed will do.
 func contentDigest(ev *event.Event) uint64 {
-	h := fnv.New64a()
+	var h maphash.Hash
+	h.SetSeed(digestSeed)
 	t := ev.Time.UnixNano()
 	if ev.TimeDefaulted() {
 		t = 0 // a retry without a time gets another receive time
 	}
-	fmt.Fprintf(h, "%d|%d|%s|%s|%s|%s", t, ev.Amount, ev.Currency, ev.Card.Token, ev.Account.ID, ev.Merchant.ID)
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], uint64(t))
+	binary.LittleEndian.PutUint64(b[8:], uint64(ev.Amount))
+	h.Write(b[:])
+	for _, s := range [...]string{ev.Currency, ev.Card.Token, ev.Account.ID, ev.Merchant.ID} {
+		binary.LittleEndian.PutUint64(b[:8], uint64(len(s))) // lengths keep the fields apart
+		h.Write(b[:8])
+		h.WriteString(s)
+	}
 	return h.Sum64()
 }
+
+var digestSeed = maphash.MakeSeed()
 
 func cut(s string, sep byte) (string, string, bool) {
 	for i := 0; i < len(s); i++ {

@@ -113,12 +113,12 @@ func newReadSet(set *rules.Set) *readSet {
 }
 
 // record builds the signal of a decision.
-func (rs *readSet) record(ev *event.Event, d *Decision, res *rules.Result, v *features.Vector, schema *features.Schema, source string) *Record {
+func (rs *readSet) record(ev *event.Event, d *Decision, res *rules.Result, v *features.Vector, schema *features.Schema, source string, decidedAt time.Time) *Record {
 	r := recordPool.Get().(*Record)
 	hits, ignored, values, strs := r.Hits[:0], r.Ignored[:0], r.FeatureValues[:0], r.strBuf
 	*r = Record{
 		pooled: true, strBuf: strs, Hits: hits, Ignored: ignored,
-		EventID: ev.ID, EventTime: ev.Time, DecidedAt: time.Now().UTC(), Source: source,
+		EventID: ev.ID, EventTime: ev.Time, DecidedAt: decidedAt, Source: source,
 		Amount: ev.Amount, Currency: ev.Currency, AmountMajor: event.MajorUnits(ev.Amount, ev.Currency), Channel: ev.Channel,
 		CardToken: ev.Card.Token, CardBIN: ev.Card.BIN, CardCountry: ev.Card.Country,
 		AccountID: ev.Account.ID, EmailHash: ev.Account.EmailHash,

@@ -31,6 +31,16 @@ type block struct {
 	hits, shadow, featNames, featStrNames, featStrValues         [][]string
 	featValues                                                   [][]float64
 	latency                                                      []uint32
+
+	// Array elements are handed to the driver as pointers: it boxes each
+	// element in an interface, which allocates for a string or a float64
+	// but not for a pointer (30 features a row made 3 million allocations
+	// per 100,000-row batch, and the garbage collector's work slowed
+	// scoring down). Reused from batch to batch.
+	strPtrs      []*string
+	strRows      [][]*string
+	floatPtrs    []*float64
+	floatPtrRows [][]*float64
 }
 
 // ipHasher computes the keyed hash under which an IP is stored.
@@ -72,6 +82,10 @@ func (b *block) reset() {
 		*s = (*s)[:0]
 	}
 	clear(b.featValues)
+	clear(b.strPtrs)
+	clear(b.strRows)
+	clear(b.floatPtrs)
+	clear(b.floatPtrRows)
 	b.eventTime, b.decidedAt, b.eventTimeMs, b.decidedAtMs = b.eventTime[:0], b.decidedAt[:0], b.eventTimeMs[:0], b.decidedAtMs[:0]
 	b.amountMinor, b.amount, b.score, b.featValues, b.latency = b.amountMinor[:0], b.amount[:0], b.score[:0], b.featValues[:0], b.latency[:0]
 }
@@ -183,13 +197,13 @@ func (b *block) appendTo(batch driver.Batch, l layout) error {
 		// reflection, a whole [][]T column with it (several times slower).
 		switch c := c.(type) {
 		case [][]string:
-			for _, row := range c {
+			for _, row := range b.stringRows(c) {
 				if err = col.AppendRow(row); err != nil {
 					break
 				}
 			}
 		case [][]float64:
-			for _, row := range c {
+			for _, row := range b.floatRows(c) {
 				if err = col.AppendRow(row); err != nil {
 					break
 				}
@@ -202,4 +216,33 @@ func (b *block) appendTo(batch driver.Batch, l layout) error {
 		}
 	}
 	return nil
+}
+
+// stringRows returns rows as rows of pointers to their elements, in the
+// block's reused buffers (valid until the next call).
+func (b *block) stringRows(rows [][]string) [][]*string {
+	b.strPtrs, b.strRows = pointerRows(rows, b.strPtrs[:0], b.strRows[:0])
+	return b.strRows
+}
+
+// floatRows is stringRows for float64 rows.
+func (b *block) floatRows(rows [][]float64) [][]*float64 {
+	b.floatPtrs, b.floatPtrRows = pointerRows(rows, b.floatPtrs[:0], b.floatPtrRows[:0])
+	return b.floatPtrRows
+}
+
+func pointerRows[T any](rows [][]T, ptrs []*T, out [][]*T) ([]*T, [][]*T) {
+	n := 0
+	for _, r := range rows {
+		n += len(r)
+	}
+	ptrs = slices.Grow(ptrs, n)
+	for _, r := range rows {
+		start := len(ptrs)
+		for i := range r {
+			ptrs = append(ptrs, &r[i])
+		}
+		out = append(out, ptrs[start:len(ptrs):len(ptrs)])
+	}
+	return ptrs, out
 }
