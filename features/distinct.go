@@ -46,6 +46,7 @@ type setOut struct {
 
 type valueSet struct {
 	inline    [setInline]setVal // vals' first storage: small sets need no other allocation
+	rinline   [2]setOcc         // recent's first storage (a pointer less to follow per event)
 	newest    uint32
 	lastPrune uint32
 	live      int      // values in use in vals
@@ -60,7 +61,10 @@ type valueSet struct {
 // to its own allocation.
 const setInline = 4
 
-func (s *valueSet) init() { s.vals = s.inline[:0:setInline] }
+func (s *valueSet) init() {
+	s.vals = s.inline[:0:setInline]
+	s.recent = s.rinline[:0:len(s.rinline)]
+}
 
 type setVal struct {
 	h       uint64
