@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/vigil-fraud/vigil/engine/stream/kafkatest"
 )
 
 // Labels from a Kafka topic (the real broker of deploy/kafka/kafka.sh, named
@@ -18,6 +20,7 @@ func TestConsumeLabelsFromKafka(t *testing.T) {
 	if broker == "" {
 		t.Skip("VIGIL_TEST_KAFKA not set: start Kafka with deploy/kafka/kafka.sh up (make test does)")
 	}
+	kafkatest.Shared(t, broker) // no broker restart (engine/stream) meanwhile
 	cfg, conn := testClickHouse(t)
 	ctx := context.Background()
 	if _, err := Migrate(ctx, conn, cfg.Database, quietLog()); err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-fraud/vigil/engine/stream/kafkatest"
 )
 
 // kafkaScript is the script that runs the test broker.
@@ -29,6 +31,9 @@ func TestBrokerRestart(t *testing.T) {
 	produce(t, addr, cfg.Topics.Transactions, evs[:n/2])
 	waitFor(t, 30*time.Second, "the first half's decisions", func() bool { return len(out.decisions(t)) == n/2 })
 
+	// Other packages' tests on this broker (go test runs packages in
+	// parallel) finish first and wait until it is back.
+	unlock := kafkatest.Exclusive(t, addr)
 	start := time.Now()
 	cmd := exec.Command(kafkaScript, "restart-broker")
 	cmd.Stderr = os.Stderr
@@ -42,6 +47,7 @@ func TestBrokerRestart(t *testing.T) {
 	produce(t, addr, cfg.Topics.Transactions, evs[n/2:])
 	waitFor(t, 60*time.Second, "every decision after the restart", func() bool { return len(out.decisions(t)) == n })
 	t.Logf("every event decided %s after the restart began", time.Since(start).Round(time.Millisecond))
+	unlock()
 
 	_, want := replay(t, evs)
 	for id, ds := range out.decisions(t) {

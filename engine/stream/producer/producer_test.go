@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/vigil-fraud/vigil/engine/stream/kafkatest"
 )
 
 func TestRecords(t *testing.T) {
@@ -74,6 +76,7 @@ func TestWriteMessagesBroker(t *testing.T) {
 	if addr == "" {
 		t.Skip("VIGIL_TEST_KAFKA is not set: deploy/kafka/kafka.sh up; export $(deploy/kafka/kafka.sh env)")
 	}
+	kafkatest.Shared(t, addr) // no broker restart (engine/stream) meanwhile
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	topic := fmt.Sprintf("producer-test-%d", time.Now().UnixNano())
