@@ -3,6 +3,7 @@ package features
 import (
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // TestTableAgainstMap runs random inserts and deletes, with keys crowded
@@ -36,6 +37,10 @@ func TestTableAgainstMap(t *testing.T) {
 		}
 		if tb.len() != len(ref) {
 			t.Fatalf("step %d: len %d, want %d", i, tb.len(), len(ref))
+		}
+		// The view prefetch reads without the lock follows every resize.
+		if v := tb.view.Load(); len(tb.slots) > 0 && (v == nil || v.base != uintptr(unsafe.Pointer(&tb.slots[0])) || v.mask != uint64(len(tb.slots)-1)) {
+			t.Fatalf("step %d: stale view after a resize", i)
 		}
 	}
 	for k, v := range ref {
