@@ -273,3 +273,50 @@ func TestGeography(t *testing.T) {
 		t.Error("a missing database must be an error")
 	}
 }
+
+// TestConcurrentManyEntities has goroutines create thousands of entities
+// each (the shard tables grow while other goroutines prefetch from them
+// without a lock) and share one entity whose distinct set turns into a
+// sketch: every count must be exact afterwards (run under -race by make
+// test).
+func TestConcurrentManyEntities(t *testing.T) {
+	e := mustEngine(t, `
+features:
+  - {name: c, entity: card.token, aggregate: count, windows: [1h, 24h]}
+  - {name: d, entity: device.fingerprint, aggregate: distinct, field: account.id, windows: [10m, 24h], exact_up_to: 32}
+`, Options{})
+	const workers, cards, per = 4, 3000, 3
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := NewVector(e.Schema())
+			for r := range per {
+				for i := range cards {
+					e.Observe(&event.Event{Time: t0.Add(time.Duration(r*cards+i) * time.Millisecond),
+						Card:    event.Card{Token: fmt.Sprintf("tok_%d_%d", w, i)},
+						Device:  event.Device{Fingerprint: "kiosk"},
+						Account: event.Account{ID: fmt.Sprintf("acct_%d_%d", w, i%500)}}, v)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if st := e.Stats(); st.Entities != workers*cards+1 || st.Sketches != 1 {
+		t.Fatalf("stats %+v, want %d entities and 1 sketch", st, workers*cards+1)
+	}
+	v := NewVector(e.Schema())
+	for w := range workers {
+		for i := 0; i < cards; i += 97 {
+			e.Peek(&event.Event{Time: t0.Add(time.Minute), Card: event.Card{Token: fmt.Sprintf("tok_%d_%d", w, i)}}, v)
+			if c, _ := num(t, e, v, "c_24h"); c != per+1 {
+				t.Fatalf("card %d/%d: count %v, want %d", w, i, c, per+1)
+			}
+		}
+	}
+	e.Peek(&event.Event{Time: t0.Add(time.Minute), Device: event.Device{Fingerprint: "kiosk"}, Account: event.Account{ID: "acct_0_0"}}, v)
+	if d, _ := num(t, e, v, "d_24h"); math.Abs(d-workers*500)/(workers*500) > 0.1 {
+		t.Errorf("distinct accounts %v, want %d within 10%%", d, workers*500)
+	}
+}
