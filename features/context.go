@@ -42,7 +42,7 @@ func (c *evctx) keyOf(i int, k *kind) (uint64, bool) {
 	if i < keyCache {
 		return c.keys[i].h, c.keys[i].ok
 	}
-	return k.keyOf(c)
+	return k.key.of(c)
 }
 
 // init reports false for a time vigil cannot store (before 1970 or after

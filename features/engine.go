@@ -132,12 +132,7 @@ func (e *Engine) compile(f *File) error {
 		if k, ok := kinds[name]; ok {
 			return k
 		}
-		k := &kind{name: name}
-		for _, p := range d.Entity {
-			fs, _ := lookupField(p)
-			k.parts = append(k.parts, fs)
-			k.seeds = append(k.seeds, maphash.MakeSeed())
-		}
+		k := &kind{name: name, key: newEntityKey(d.Entity)}
 		for i := range k.shards {
 			k.shards[i].init()
 		}

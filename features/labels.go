@@ -1,7 +1,6 @@
 package features
 
 import (
-	"hash/maphash"
 	"slices"
 	"sort"
 	"sync"
@@ -37,8 +36,7 @@ const labelShards = 64
 // not part of Horizon or Retention: labels cannot be rebuilt by replaying
 // events.
 type labelPlan struct {
-	parts []fieldSpec
-	seeds []maphash.Seed
+	key   entityKey
 	wins  []int64 // window lengths in buckets, increasing
 	slots []int   // output slot per window
 	delay int64   // seconds
@@ -68,12 +66,7 @@ type bucketCount struct{ b, n uint32 }
 type fraudMark struct{ b, known uint32 }
 
 func newLabelPlan(d *Definition, base int) *labelPlan {
-	lp := &labelPlan{delay: int64(d.Delay.Seconds()), res: int64(d.Resolution.Seconds())}
-	for _, p := range d.Entity {
-		fs, _ := lookupField(p)
-		lp.parts = append(lp.parts, fs)
-		lp.seeds = append(lp.seeds, maphash.MakeSeed())
-	}
+	lp := &labelPlan{key: newEntityKey(d.Entity), delay: int64(d.Delay.Seconds()), res: int64(d.Resolution.Seconds())}
 	for j, w := range d.Windows {
 		lp.wins = append(lp.wins, int64(w.Length/d.Resolution))
 		lp.slots = append(lp.slots, base+j)
@@ -84,25 +77,10 @@ func newLabelPlan(d *Definition, base int) *labelPlan {
 	return lp
 }
 
-func (lp *labelPlan) keyOf(c *evctx) (uint64, bool) {
-	h0, ok := lp.parts[0].hash(c, lp.seeds[0])
-	if !ok {
-		return 0, false
-	}
-	if len(lp.parts) == 1 {
-		return h0, true
-	}
-	h1, ok := lp.parts[1].hash(c, lp.seeds[1])
-	if !ok {
-		return 0, false
-	}
-	return mix64(h0 ^ (h1<<23 | h1>>41) ^ 0x9e3779b97f4a7c15), true
-}
-
 // observe computes the plan's features of the event in c and, when record,
 // records the transaction.
 func (lp *labelPlan) observe(e *Engine, c *evctx, v *Vector, record bool) {
-	key, ok := lp.keyOf(c)
+	key, ok := lp.key.of(c)
 	if !ok {
 		return
 	}
@@ -155,7 +133,7 @@ func (lp *labelPlan) observe(e *Engine, c *evctx, v *Vector, record bool) {
 
 // label records a fraud label of the transaction in c, known at known.
 func (lp *labelPlan) label(c *evctx, known uint32) {
-	key, ok := lp.keyOf(c)
+	key, ok := lp.key.of(c)
 	if !ok {
 		return
 	}

@@ -23,7 +23,7 @@ func prefetchLines(p unsafe.Pointer, n uintptr) {
 func (e *Engine) prefetch(c *evctx) {
 	n := min(len(e.kinds), keyCache)
 	for i, k := range e.kinds[:n] {
-		h, ok := k.keyOf(c)
+		h, ok := k.key.of(c)
 		c.keys[i] = kindKey{h, ok}
 		if ok {
 			k.shardOf(h).t.prefetch(h)

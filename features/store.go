@@ -1,7 +1,6 @@
 package features
 
 import (
-	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,9 +14,8 @@ const numShards = 256
 // account.id+device.fingerprint, ...): every feature keyed on it reads and
 // updates one entity record per key, under one shard lock per event.
 type kind struct {
-	name  string
-	parts []fieldSpec
-	seeds []maphash.Seed
+	name string
+	key  entityKey
 
 	series  []*seriesPlan
 	sets    []*setPlan
@@ -93,23 +91,6 @@ func (x *entityExt) set(i int) *valueSet {
 		return &x.set0
 	}
 	return &x.sets[i-1]
-}
-
-// keyOf hashes the event's key for this kind; ok false when a part is
-// missing.
-func (k *kind) keyOf(c *evctx) (uint64, bool) {
-	h0, ok := k.parts[0].hash(c, k.seeds[0])
-	if !ok {
-		return 0, false
-	}
-	if len(k.parts) == 1 {
-		return h0, true
-	}
-	h1, ok := k.parts[1].hash(c, k.seeds[1])
-	if !ok {
-		return 0, false
-	}
-	return mix64(h0 ^ (h1<<23 | h1>>41) ^ 0x9e3779b97f4a7c15), true
 }
 
 func (k *kind) shardOf(key uint64) *shard { return &k.shards[key>>56] }
