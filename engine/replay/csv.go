@@ -136,19 +136,9 @@ func ReadCSV(r io.Reader, m Mapping) (*Dataset, error) {
 	if _, ok := seen["time"]; !ok {
 		return nil, errors.New("csv: no column gives time")
 	}
-	var rows [][]string
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("csv: %w", err)
-		}
-		if len(rec) > 0 && len(strings.Join(rec, "")) > MaxLine {
-			return nil, fmt.Errorf("csv line %d: longer than %d bytes", len(rows)+2, MaxLine)
-		}
-		rows = append(rows, rec)
+	rows, err := readRows(cr, "csv")
+	if err != nil {
+		return nil, err
 	}
 	ds := &Dataset{Transactions: make([]Transaction, len(rows))}
 	labels := make([]*Label, len(rows))
@@ -286,4 +276,27 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%s: want RFC 3339 or Unix seconds", show(s))
 	}
 	return t, nil
+}
+
+// readRows reads the records after the header; what names the format in
+// errors. A record longer than MaxLine is refused.
+func readRows(cr *csv.Reader, what string) ([][]string, error) {
+	var rows [][]string
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		n := 0
+		for _, f := range rec {
+			n += len(f)
+		}
+		if n > MaxLine {
+			return nil, fmt.Errorf("%s line %d: longer than %d bytes", what, len(rows)+2, MaxLine)
+		}
+		rows = append(rows, rec)
+	}
 }

@@ -41,16 +41,9 @@ func ReadFDH(r io.Reader) (*Dataset, error) {
 		}
 	}
 	scen, hasScen := col["TX_FRAUD_SCENARIO"]
-	var rows [][]string
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("fdh: %w", err)
-		}
-		rows = append(rows, rec)
+	rows, err := readRows(cr, "fdh")
+	if err != nil {
+		return nil, err
 	}
 	ds := &Dataset{Transactions: make([]Transaction, len(rows)), Labels: make([]Label, len(rows))}
 	cID, cT, cCust, cTerm, cAmt, cFraud := col["TRANSACTION_ID"], col["TX_UNIX"], col["CUSTOMER_ID"], col["TERMINAL_ID"], col["TX_AMOUNT"], col["TX_FRAUD"]

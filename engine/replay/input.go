@@ -56,22 +56,14 @@ func (g gzipFile) Close() error {
 // that looks like a card number are refused). Every event must have a
 // time. Blank lines are skipped. Lines are decoded in parallel.
 func ReadJSONL(r io.Reader) ([]Transaction, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), MaxLine)
 	var lines [][]byte
 	var nums []int
-	n := 0
-	for sc.Scan() {
-		n++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
+	if n, err := eachLine(r, func(n int, b []byte) bool {
 		lines = append(lines, bytes.Clone(b))
 		nums = append(nums, n)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("line %d: %w", n+1, err)
+		return true
+	}); err != nil {
+		return nil, fmt.Errorf("line %d: %w", n, err)
 	}
 	txs := make([]Transaction, len(lines))
 	now := time.Now()
@@ -142,4 +134,20 @@ func parallel(n int, f func(i int) error) error {
 		}
 	}
 	return errors.Join(out...)
+}
+
+// eachLine calls fn with every non-blank line of r, trimmed, and its
+// number (1-based), until fn returns false. On a read error (a line longer
+// than MaxLine) it returns the number of the line it stopped at.
+func eachLine(r io.Reader, fn func(n int, b []byte) bool) (int, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxLine)
+	n := 0
+	for sc.Scan() {
+		n++
+		if b := bytes.TrimSpace(sc.Bytes()); len(b) > 0 && !fn(n, b) {
+			return n, nil
+		}
+	}
+	return n + 1, sc.Err()
 }

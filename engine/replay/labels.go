@@ -1,7 +1,6 @@
 package replay
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
@@ -47,37 +46,33 @@ func ReadLabels(name string, r io.Reader) ([]Label, error) {
 }
 
 func readLabelsJSONL(r io.Reader) ([]Label, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), MaxLine)
 	var out []Label
 	var errs []error
-	n := 0
-	for sc.Scan() && len(errs) < maxErrors {
-		n++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
+	line := func(b []byte) error {
 		var ll labelLine
 		d := json.NewDecoder(bytes.NewReader(b))
 		d.DisallowUnknownFields()
 		if err := d.Decode(&ll); err != nil {
-			errs = append(errs, fmt.Errorf("labels line %d: %w", n, err))
-			continue
+			return err
 		}
 		if d.More() {
-			errs = append(errs, fmt.Errorf("labels line %d: data after the object", n))
-			continue
+			return errors.New("data after the object")
 		}
 		l, err := newLabel(ll.EventID, ll.Label, ll.KnownAt)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("labels line %d: %w", n, err))
-			continue
+			return err
 		}
 		out = append(out, l)
+		return nil
 	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("labels line %d: %w", n+1, err))
+	n, err := eachLine(r, func(n int, b []byte) bool {
+		if err := line(b); err != nil {
+			errs = append(errs, fmt.Errorf("labels line %d: %w", n, err))
+		}
+		return len(errs) < maxErrors
+	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("labels line %d: %w", n, err))
 	}
 	return out, errors.Join(errs...)
 }
