@@ -187,3 +187,31 @@ func TestSignalsFromEngineArriveOnce(t *testing.T) {
 	}
 	_ = engine.SourceHTTP
 }
+
+// An INSERT larger than one native block arrives whole, every row with its
+// own values: the driver's columns are reset and reused between blocks.
+func TestInsertSpansBlocks(t *testing.T) {
+	cfg, conn := testClickHouse(t)
+	ctx := context.Background()
+	ins := newCHInserter(conn, cfg, quietLog())
+	ins.migrate = true
+	n := 2*insertBlockRows + 123
+	for range 2 { // the second batch reuses the inserter's buffers
+		if err := ins.Insert(ctx, records(0, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := quoteIdent(cfg.Database)
+	if c, u := queryUint(t, conn, "SELECT count() FROM "+db+".signals"), queryUint(t, conn, "SELECT uniqExact(event_id) FROM "+db+".signals"); c != uint64(2*n) || u != uint64(n) {
+		t.Fatalf("%d rows, %d distinct ids; want %d, %d", c, u, 2*n, n)
+	}
+	// every row against the values testRecord gave it
+	bad := queryUint(t, conn, `SELECT count() FROM (SELECT toUInt64(substring(event_id, 4)) AS i, * FROM `+db+`.signals)
+		WHERE NOT (amount_minor = 1000 + i AND score = i % 101 AND card_token = concat('tok_', toString(i % 97))
+			AND feature_values[2] = 12.5 * (i % 9) AND length(feature_values) = 3 AND feature_names[3] = 'account_amount_avg_30d'
+			AND has(hits, 'large_amount') = (i % 3 = 0) AND length(shadow_hits) = (i % 5 = 0)
+			AND length(feature_str_names) = (i % 4 = 0) AND length(feature_str_values) = (i % 4 = 0))`)
+	if bad != 0 {
+		t.Errorf("%d rows differ from their records", bad)
+	}
+}
