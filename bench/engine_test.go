@@ -57,9 +57,20 @@ func benchEvent(i int) []byte {
 }
 
 // BenchmarkScore measures Engine.Score (features, rules, decision,
-// idempotency store) on decoded events, without HTTP.
+// idempotency store) on decoded events, without HTTP: sink=none without
+// signals, sink=record with a sink that drops each record (what building
+// the signal costs the scoring goroutine).
 func BenchmarkScore(b *testing.B) {
-	e := newDefaultEngine(b, nil)
+	for _, c := range []struct {
+		name string
+		sink engine.Sink
+	}{{"none", nil}, {"record", discard{}}} {
+		b.Run("sink="+c.name, func(b *testing.B) { benchScore(b, c.sink) })
+	}
+}
+
+func benchScore(b *testing.B, sink engine.Sink) {
+	e := newDefaultEngine(b, sink)
 	evs := make([]*event.Event, 1<<14)
 	for i := range evs {
 		ev, err := event.Decode(benchEvent(i), time.Time{})

@@ -26,6 +26,7 @@ import (
 
 	"github.com/vigil-fraud/vigil/engine/stream"
 	"github.com/vigil-fraud/vigil/engine/stream/loadgen"
+	"github.com/vigil-fraud/vigil/engine/stream/producer"
 )
 
 // Kafka benchmarks: run once each (-benchtime 1x) against the broker of
@@ -134,25 +135,7 @@ func histogram(reg *prometheus.Registry, name, label string) *dto.Histogram {
 // all). The time runs from the consumer's start to the last decision
 // acknowledged.
 func BenchmarkKafkaThroughput(b *testing.B) {
-	addr := benchKafka(b)
-	n := envInt("VIGIL_BENCH_EVENTS", 300_000)
-	c := benchConfig(addr)
-	createBenchTopics(b, c)
-	g, err := loadgen.NewGenerator(loadgen.Config{Seed: 3, IDPrefix: c.Group + "_"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	start := time.Now().Add(-time.Duration(n) * 10 * time.Microsecond)
-	i := 0
-	src := &loadgen.GeneratorSource{Gen: g, Clock: func() time.Time { i++; return start.Add(time.Duration(i) * 10 * time.Microsecond) }}
-	sink := loadgen.NewKafkaSink(c.Brokers, c.Topics.Transactions, nil)
-	t0 := time.Now()
-	if _, err := loadgen.Run(context.Background(), src, sink, loadgen.Limits{Count: int64(n), Batch: 5000}); err != nil {
-		b.Fatal(err)
-	}
-	sink.Close()
-	b.Logf("produced a backlog of %d events in %s", n, time.Since(t0).Round(time.Millisecond))
-
+	c, n := backlog(b)
 	b.ResetTimer()
 	t1 := time.Now()
 	cpu0, broker0 := processCPU(), brokerCPU()
@@ -175,6 +158,115 @@ func BenchmarkKafkaThroughput(b *testing.B) {
 	b.Logf("CPU per event: vigil %.1f µs, broker %.1f µs (broker pid from %s); ceiling on 2 idle cores: %.0f events/s",
 		float64(cpu.Microseconds())/float64(n), float64(broker.Microseconds())/float64(n), brokerPidFile(),
 		2e6/(float64((cpu+broker).Microseconds())/float64(n)))
+}
+
+// backlog creates fresh topics and fills the transactions topic with
+// VIGIL_BENCH_EVENTS synthetic events (default 300,000).
+func backlog(b *testing.B) (stream.Config, int) {
+	n := envInt("VIGIL_BENCH_EVENTS", 300_000)
+	c := benchConfig(benchKafka(b))
+	createBenchTopics(b, c)
+	g, err := loadgen.NewGenerator(loadgen.Config{Seed: 3, IDPrefix: c.Group + "_"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now().Add(-time.Duration(n) * 10 * time.Microsecond)
+	i := 0
+	src := &loadgen.GeneratorSource{Gen: g, Clock: func() time.Time { i++; return start.Add(time.Duration(i) * 10 * time.Microsecond) }}
+	sink := loadgen.NewKafkaSink(c.Brokers, c.Topics.Transactions, nil)
+	t0 := time.Now()
+	if _, err := loadgen.Run(context.Background(), src, sink, loadgen.Limits{Count: int64(n), Batch: 5000}); err != nil {
+		b.Fatal(err)
+	}
+	sink.Close()
+	b.Logf("produced a backlog of %d events in %s", n, time.Since(t0).Round(time.Millisecond))
+	return c, n
+}
+
+// BenchmarkKafkaPassThrough is the baseline of BenchmarkKafkaThroughput:
+// the same backlog, read by per-partition kafka-go readers configured as
+// the consumer's and written to a decisions topic by the same producer,
+// but nothing decoded or scored (each event is copied out as its own
+// "decision"): what the broker and the Kafka client alone cost here.
+func BenchmarkKafkaPassThrough(b *testing.B) {
+	c, n := backlog(b)
+	b.ResetTimer()
+	t1 := time.Now()
+	cpu0, broker0 := processCPU(), brokerCPU()
+	w := &producer.Writer{
+		Client:   &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: 10 * time.Second},
+		Balancer: kafka.Murmur2Balancer{}, Acks: kafka.RequireAll,
+		BatchSize: c.Producer.BatchSize, Timeout: 10 * time.Second,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		done atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for p := range c.Topics.Partitions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := kafka.NewReader(kafka.ReaderConfig{
+				Brokers: c.Brokers, Topic: c.Topics.Transactions, Partition: p,
+				QueueCapacity: c.BatchSize, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond,
+				IsolationLevel: kafka.ReadCommitted,
+			})
+			defer r.Close()
+			msgs := make(chan kafka.Message, c.BatchSize)
+			go func() {
+				defer close(msgs)
+				for {
+					m, err := r.FetchMessage(ctx)
+					if err != nil {
+						return
+					}
+					msgs <- m
+				}
+			}()
+			out := make([]kafka.Message, 0, c.BatchSize)
+			for m := range msgs { // as the consumer batches: what has arrived, up to BatchSize
+				out = append(out[:0], kafka.Message{Topic: c.Topics.Decisions, Key: m.Key, Value: m.Value})
+			drain:
+				for len(out) < c.BatchSize {
+					select {
+					case m, ok := <-msgs:
+						if !ok {
+							break drain
+						}
+						out = append(out, kafka.Message{Topic: c.Topics.Decisions, Key: m.Key, Value: m.Value})
+					default:
+						break drain
+					}
+				}
+				if err := w.WriteMessages(ctx, out...); err != nil {
+					if ctx.Err() == nil {
+						b.Error(err)
+					}
+					return
+				}
+				done.Add(int64(len(out)))
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for done.Load() < int64(n) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	el := time.Since(t1)
+	cpu, broker := processCPU()-cpu0, brokerCPU()-broker0
+	cancel()
+	wg.Wait()
+	b.StopTimer()
+	if got := done.Load(); got < int64(n) {
+		b.Fatalf("only %d of %d passed through in 10 minutes", got, n)
+	}
+	b.ReportMetric(float64(n)/el.Seconds(), "events/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "client-cpu-us/event")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("%d events copied topic to topic in %s: %.0f events/s; CPU per event: client %.1f µs, broker %.1f µs",
+		n, el.Round(time.Millisecond), float64(n)/el.Seconds(),
+		float64(cpu.Microseconds())/float64(n), float64(broker.Microseconds())/float64(n))
 }
 
 // processCPU is this process's user+system CPU time.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -190,7 +192,8 @@ func (a *API) score(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	explain := r.URL.Query().Get("explain") == "true"
-	d, err := a.engine.Score(r.Context(), ev, explain)
+	d, sig, err := a.engine.decide(r.Context(), ev, explain, SourceHTTP)
+	defer a.engine.emit(sig) // after the response: the caller never waits on signals
 	switch {
 	case errors.Is(err, ErrIDReused):
 		writeError(w, r, http.StatusConflict, "id_reused", "this id was already scored with different content (time, amount, currency, card, account or merchant)", nil)
@@ -201,8 +204,27 @@ func (a *API) score(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.LatencyUS = time.Since(start).Microseconds()
-	writeJSON(w, http.StatusOK, d)
+	if sig == nil {
+		writeJSON(w, http.StatusOK, d)
+		return
+	}
+	// The whole response with its length, flushed: it leaves now, and the
+	// signal is built after (deferred above).
+	buf := responseBufs.Get().(*bytes.Buffer)
+	defer responseBufs.Put(buf)
+	buf.Reset()
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(d)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf.Bytes())
+	http.NewResponseController(w).Flush()
 }
+
+// responseBufs recycles the buffers of score responses.
+var responseBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // ruleView is a rule as GET /v1/rules lists it.
 type ruleView struct {

@@ -50,6 +50,17 @@ type scratch struct {
 	env  rules.Env
 	eval rules.Evaluator
 	res  rules.Result
+	sig  pendingSignal
+}
+
+// pendingSignal is what the signal of a decision is built from, between
+// the decision and its emission (see Engine.emit).
+type pendingSignal struct {
+	ev        *event.Event
+	d         *Decision
+	set       *rules.Set
+	source    string
+	decidedAt time.Time
 }
 
 // New wires an engine from a features engine and a rule manager.
@@ -117,29 +128,38 @@ func (e *Engine) ScoreFrom(ctx context.Context, ev *event.Event, source string) 
 }
 
 func (e *Engine) score(ctx context.Context, ev *event.Event, explain bool, source string) (*Decision, error) {
+	d, s, err := e.decide(ctx, ev, explain, source)
+	e.emit(s)
+	return d, err
+}
+
+// decide scores ev. A non-nil scratch holds the decision's signal, not yet
+// handed to the sink: the caller must pass it to emit, after answering if
+// it likes (the HTTP API sends its response first, so that the
+// authorization path never waits on signals).
+func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, source string) (*Decision, *scratch, error) {
 	start := time.Now()
 	digest := contentDigest(ev)
 	entry, first := e.recent.claim(ev.ID, digest, e.now())
 	if !first {
 		if entry.digest != digest {
-			return nil, ErrIDReused
+			return nil, nil, ErrIDReused
 		}
 		d, err := entry.wait(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if d == nil {
-			return nil, fmt.Errorf("engine: the first scoring of id %q failed", ev.ID)
+			return nil, nil, fmt.Errorf("engine: the first scoring of id %q failed", ev.ID)
 		}
 		e.metrics.replays.Inc()
 		out := *d
 		out.Replayed = true
 		out.Explain = nil
 		out.LatencyUS = time.Since(start).Microseconds()
-		return &out, nil
+		return &out, nil, nil
 	}
 	s := e.scratch.Get().(*scratch)
-	defer e.scratch.Put(s)
 	set := e.rules.Current()
 	e.features.Observe(ev, s.vec)
 	s.env.Set(ev, s.vec)
@@ -164,14 +184,28 @@ func (e *Engine) score(ctx context.Context, ev *event.Event, explain bool, sourc
 	out.LatencyUS = d.LatencyUS
 	e.recent.finish(entry, d)
 	e.metrics.scoreLatency.Observe(elapsed.Seconds())
-	if e.sink != nil && source != SourceRebuild {
-		rs := e.reads.Load()
-		if rs.set != set {
-			rs = newReadSet(set) // a reload raced this scoring
-		}
-		e.sink.Put(rs.record(ev, d, &s.res, s.vec, e.features.Schema(), source, start.Add(elapsed).UTC()))
+	if e.sink == nil || source == SourceRebuild {
+		e.scratch.Put(s)
+		return &out, nil, nil
 	}
-	return &out, nil
+	s.sig = pendingSignal{ev: ev, d: d, set: set, source: source, decidedAt: start.Add(elapsed).UTC()}
+	return &out, s, nil
+}
+
+// emit hands the signal held in s (from decide) to the sink and recycles
+// s; nil does nothing.
+func (e *Engine) emit(s *scratch) {
+	if s == nil {
+		return
+	}
+	p := s.sig
+	s.sig = pendingSignal{}
+	rs := e.reads.Load()
+	if rs.set != p.set {
+		rs = newReadSet(p.set) // a reload raced this scoring
+	}
+	e.sink.Put(rs.record(p.ev, p.d, &s.res, s.vec, e.features.Schema(), p.source, p.decidedAt))
+	e.scratch.Put(s)
 }
 
 func (e *Engine) record(res *rules.Result) {

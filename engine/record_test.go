@@ -2,12 +2,19 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
 	"maps"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vigil-fraud/vigil/rules"
 )
@@ -120,4 +127,81 @@ func nanless(r Record) Record {
 		}
 	}
 	return r
+}
+
+// blockingSink holds every Put until release is closed.
+type blockingSink struct {
+	memSink
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingSink) Put(r *Record) {
+	s.entered <- struct{}{}
+	<-s.release
+	s.memSink.Put(r)
+}
+
+// The score API answers before the signal is handed to the sink: a sink
+// that stalls never delays the authorization path, and the signal still
+// arrives, built from the decision that was sent.
+func TestAPIAnswersBeforeTheSignal(t *testing.T) {
+	base := newTestEngine(t)
+	sink := &blockingSink{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	e, err := New(base.features, base.rules, Options{Sink: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := NewAPI(e, testKeyring(t), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.now = func() time.Time { return testNow }
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+
+	got := make(chan []byte, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/score", strings.NewReader(tx("sig_1", 1500000, "")))
+		req.Header.Set("Authorization", "Bearer "+scoreKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- b
+	}()
+	<-sink.entered // the signal is being handed over...
+	var body []byte
+	select { // ...and the caller already has its whole answer
+	case body = <-got:
+	case <-time.After(10 * time.Second):
+		close(sink.release)
+		t.Fatal("the response waited for the sink")
+	}
+	close(sink.release)
+	var d Decision
+	if err := json.Unmarshal(body, &d); err != nil || d.Decision != rules.Pause {
+		t.Fatalf("response %s: %v", body, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sink.mu.Lock()
+		n := len(sink.recs)
+		sink.mu.Unlock()
+		if n == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.recs) != 1 {
+		t.Fatalf("%d records, want 1", len(sink.recs))
+	}
+	if r := sink.recs[0]; r.EventID != "sig_1" || r.Decision != string(d.Decision) || r.Score != d.Score || r.Source != SourceHTTP || r.Ruleset != d.Ruleset {
+		t.Errorf("record %+v for decision %+v", r, d)
+	}
 }
