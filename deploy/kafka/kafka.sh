@@ -248,19 +248,23 @@ start_broker() {
       -Dkafka.logs.dir="$STATE" \
       -cp "$LIBS/*" kafka.Kafka "$PROPS" </dev/null >>"$LOGFILE" 2>&1
   ) &
-  echo $! >"$PIDFILE"
-  log "starting broker (pid $!) on 127.0.0.1:$port, log $LOGFILE"
+  local pid=$!
+  echo "$pid" >"$PIDFILE"
+  log "starting broker (pid $pid) on 127.0.0.1:$port, log $LOGFILE"
 
   # Wait: process alive -> port accepts -> ApiVersions -> metadata (list topics).
+  # Alive is `kill -0` on the pid just started, not broker_pid: until the
+  # subshell has exec'd java its command line is still this script's (a
+  # loaded machine showed that window, and a false "exited during startup").
   local deadline=$((SECONDS + TIMEOUT))
   until api_versions_ok "$port"; do
-    broker_pid >/dev/null || fail_start "broker exited during startup"
+    kill -0 "$pid" 2>/dev/null || fail_start "broker exited during startup"
     ((SECONDS < deadline)) || fail_start "broker did not answer within ${TIMEOUT}s"
     sleep 0.3
   done
   until run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" \
       --list >/dev/null 2>"$STATE/probe.log"; do
-    broker_pid >/dev/null || fail_start "broker exited during startup"
+    kill -0 "$pid" 2>/dev/null || fail_start "broker exited during startup"
     ((SECONDS < deadline)) || { cat "$STATE/probe.log" >&2; fail_start "broker metadata not ready within ${TIMEOUT}s"; }
     sleep 1
   done
