@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigil-fraud/vigil/engine"
 	"github.com/vigil-fraud/vigil/engine/event"
+	"github.com/vigil-fraud/vigil/engine/stream/loadgen"
 	"github.com/vigil-fraud/vigil/features"
 	"github.com/vigil-fraud/vigil/rules"
 )
@@ -143,4 +144,38 @@ func newHTTPScorer(b *testing.B, e *engine.Engine, prefix string) (post func(i i
 			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}, srv.Close
+}
+
+// BenchmarkScoreLoadgen measures Engine.Score on the synthetic stream the
+// Kafka benchmarks use (vigil produce: device attributes, billing and
+// shipping blocks, fraud patterns), decoded beforehand: the scoring part
+// of BenchmarkKafkaThroughput without Kafka.
+func BenchmarkScoreLoadgen(b *testing.B) {
+	g, err := loadgen.NewGenerator(loadgen.Config{Seed: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	evs := make([]*event.Event, 1<<16)
+	t := benchStart
+	for i := range evs {
+		t = t.Add(10 * time.Millisecond)
+		ev, err := event.Decode(g.Next(t).JSON, time.Time{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		evs[i] = ev
+	}
+	e := newDefaultEngine(b, nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ev := *evs[i%len(evs)]
+		ev.ID = fmt.Sprint("g", i)
+		// later laps move on in event time, as the stream would
+		ev.Time = ev.Time.Add(time.Duration(i/len(evs)) * time.Duration(len(evs)) * 10 * time.Millisecond)
+		if _, err := e.Score(ctx, &ev, false); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
