@@ -25,16 +25,26 @@ const recentShards = 64
 type recentShard struct {
 	mu    sync.Mutex
 	m     map[string]*recentEntry
-	order []string // FIFO ring of ids in insertion order
-	head  int      // index of the oldest id in order
-	n     int      // ids in order
+	order []recentSlot // FIFO ring in insertion order
+	head  int          // index of the oldest slot in order
+	n     int          // slots in order
 }
 
-type recentEntry struct {
-	done    chan struct{}
-	d       *Decision
-	digest  uint64 // of the event's content, to detect a reused id
+// recentSlot is an id in the insertion-order ring, with its entry's
+// creation time: expiring the oldest ids needs no map lookup.
+type recentSlot struct {
+	id      string
 	created time.Time
+}
+
+// recentEntry is one remembered scoring. Its state is guarded by its
+// shard's lock; digest never changes.
+type recentEntry struct {
+	shard   *recentShard
+	digest  uint64 // of the event's content, to detect a reused id
+	done    bool   // finished or abandoned
+	d       *Decision
+	waiters chan struct{} // made by the first waiter while not done, closed when done
 }
 
 func newRecentDecisions(retention time.Duration, maxEntries int) *recentDecisions {
@@ -56,52 +66,78 @@ func (r *recentDecisions) claim(id string, digest uint64, now time.Time) (e *rec
 	if e := s.m[id]; e != nil {
 		return e, false
 	}
-	e = &recentEntry{done: make(chan struct{}), digest: digest, created: now}
+	e = &recentEntry{shard: s, digest: digest}
 	s.m[id] = e
-	s.push(id, r.perShard)
+	s.push(recentSlot{id: id, created: now}, r.perShard)
 	return e, true
 }
 
-// finish publishes the decision of a claimed entry.
+// finish publishes the decision of a claimed entry, waking its waiters.
 func (r *recentDecisions) finish(e *recentEntry, d *Decision) {
+	e.shard.mu.Lock()
 	e.d = d
-	close(e.done)
+	e.settle()
+	e.shard.mu.Unlock()
 }
 
-// abandon removes a claimed entry whose scoring failed, waking waiters.
+// abandon removes a claimed entry whose scoring failed, waking waiters
+// (they get no decision).
 func (r *recentDecisions) abandon(id string, e *recentEntry) {
-	s := &r.shards[maphash.String(r.seed, id)%recentShards]
+	s := e.shard
 	s.mu.Lock()
 	if s.m[id] == e {
 		delete(s.m, id)
 	}
+	e.settle()
 	s.mu.Unlock()
-	close(e.done)
+}
+
+// settle marks e done and wakes its waiters; the shard lock is held.
+func (e *recentEntry) settle() {
+	e.done = true
+	if e.waiters != nil {
+		close(e.waiters)
+	}
 }
 
 // wait returns the decision of an entry once it is known; nil if the first
 // scoring failed.
 func (e *recentEntry) wait(ctx context.Context) (*Decision, error) {
+	s := e.shard
+	s.mu.Lock()
+	if e.done {
+		d := e.d
+		s.mu.Unlock()
+		return d, nil
+	}
+	if e.waiters == nil { // only a concurrent duplicate pays for a channel
+		e.waiters = make(chan struct{})
+	}
+	ch := e.waiters
+	s.mu.Unlock()
 	select {
-	case <-e.done:
-		return e.d, nil
+	case <-ch:
+		s.mu.Lock()
+		d := e.d
+		s.mu.Unlock()
+		return d, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-func (s *recentShard) push(id string, limit int) {
+func (s *recentShard) push(slot recentSlot, limit int) {
 	if s.n >= limit {
 		s.evictOldest()
 	}
 	if s.n == len(s.order) { // the ring is full: grow it
-		grown := make([]string, min(limit, max(64, 2*len(s.order))))
+		grown := make([]recentSlot, min(limit, max(64, 2*len(s.order))))
 		for i := 0; i < s.n; i++ {
 			grown[i] = s.order[(s.head+i)%len(s.order)]
 		}
 		s.order, s.head = grown, 0
 	}
-	s.order[(s.head+s.n)%len(s.order)] = id
+	s.order[(s.head+s.n)%len(s.order)] = slot
 	s.n++
 }
 
@@ -109,19 +145,15 @@ func (s *recentShard) push(id string, limit int) {
 // too (its scorer and waiters hold the entry): that only happens when the
 // store is far too small for the traffic.
 func (s *recentShard) evictOldest() {
-	id := s.order[s.head]
-	s.order[s.head] = ""
+	id := s.order[s.head].id
+	s.order[s.head] = recentSlot{}
 	s.head = (s.head + 1) % len(s.order)
 	s.n--
 	delete(s.m, id)
 }
 
 func (s *recentShard) expire(now time.Time, retention time.Duration) {
-	for s.n > 0 {
-		e := s.m[s.order[s.head]]
-		if e != nil && now.Sub(e.created) < retention {
-			return
-		}
+	for s.n > 0 && now.Sub(s.order[s.head].created) >= retention {
 		s.evictOldest()
 	}
 }
