@@ -46,10 +46,10 @@ type Options struct {
 	// derived fingerprints change. Default nil: a random key for this
 	// process (logged as a warning when fingerprints are derived).
 	FingerprintKey []byte
-	// Labels says that labels will be fed (ObserveLabel), as replays and
-	// rule tests do: only then do label_rate features keep per-entity
-	// state. Default false (vigil serve, which receives no labels yet):
-	// label_rate features are missing and cost no memory.
+	// Labels says that labels will be fed (ObserveLabel), as replays, rule
+	// tests and vigil serve with signals on do: only then do label_rate
+	// features keep per-entity state. Default false: label_rate features
+	// are missing and cost no memory.
 	Labels bool
 	// Logger receives warnings (active evictions, at most one a minute).
 	// Default slog.Default().

@@ -122,14 +122,15 @@ func printable(s string) bool {
 }
 
 // InsertLabels stores labels in ClickHouse, synchronously (labels are not
-// spilled: the caller retries on error).
+// spilled: the caller retries on error), and feeds them to the features
+// engine when FeedLabels was called.
 func (w *Writer) InsertLabels(ctx context.Context, labels []Label) error {
 	if w.conn == nil {
 		return errors.New("signals: no ClickHouse connection")
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(w.cfg.InsertTimeout))
 	defer cancel()
-	if err := insertLabels(ctx, w.conn, w.cfg.Database, labels); err != nil {
+	if err := w.storeAndFeed(ctx, labels); err != nil {
 		return err
 	}
 	w.m.labelsWritten.Add(float64(len(labels)))

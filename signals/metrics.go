@@ -15,25 +15,27 @@ const (
 
 // metrics are the writer's Prometheus metrics.
 type metrics struct {
-	queueDepth     prometheus.GaugeFunc
-	memoryBatches  prometheus.Gauge
-	batchDuration  prometheus.Histogram
-	rowsWritten    *prometheus.CounterVec
-	written        map[string]prometheus.Counter
-	insertErrors   prometheus.Counter
-	spilledRows    prometheus.Counter
-	spilledBytes   prometheus.Counter
-	spillBytes     prometheus.Gauge
-	spillRows      prometheus.Gauge
-	spillSegments  prometheus.Gauge
-	spillFull      prometheus.Gauge
-	replayedRows   prometheus.Counter
-	droppedRows    *prometheus.CounterVec
-	drops          map[string]prometheus.Counter
-	clickhouseUp   prometheus.Gauge
-	labelsWritten  prometheus.Counter
-	labelsInvalid  prometheus.Counter
-	retentionDrops prometheus.Counter
+	queueDepth      prometheus.GaugeFunc
+	memoryBatches   prometheus.Gauge
+	batchDuration   prometheus.Histogram
+	rowsWritten     *prometheus.CounterVec
+	written         map[string]prometheus.Counter
+	insertErrors    prometheus.Counter
+	spilledRows     prometheus.Counter
+	spilledBytes    prometheus.Counter
+	spillBytes      prometheus.Gauge
+	spillRows       prometheus.Gauge
+	spillSegments   prometheus.Gauge
+	spillFull       prometheus.Gauge
+	replayedRows    prometheus.Counter
+	droppedRows     *prometheus.CounterVec
+	drops           map[string]prometheus.Counter
+	clickhouseUp    prometheus.Gauge
+	labelsWritten   prometheus.Counter
+	labelsFed       prometheus.Counter
+	labelsUnmatched prometheus.Counter
+	labelsInvalid   prometheus.Counter
+	retentionDrops  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
@@ -61,12 +63,14 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 	}
 	m.clickhouseUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_signals_clickhouse_up", Help: "1 when the last insert into ClickHouse succeeded."})
 	m.labelsWritten = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_labels_written_total", Help: "Labels inserted into ClickHouse."})
+	m.labelsFed = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_labels_fed_total", Help: "Labels handed to the features engine (label_rate features)."})
+	m.labelsUnmatched = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_labels_unmatched_total", Help: "Labels stored but not fed to the features engine: no signal row for their event id."})
 	m.labelsInvalid = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_labels_invalid_total", Help: "Invalid messages skipped on the labels Kafka topic."})
 	m.retentionDrops = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_retention_partitions_dropped_total", Help: "Expired partitions dropped by the retention policy (servers without TTL)."})
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.queueDepth, m.memoryBatches, m.batchDuration, m.rowsWritten, m.insertErrors,
 			m.spilledRows, m.spilledBytes, m.spillBytes, m.spillRows, m.spillSegments, m.spillFull, m.replayedRows,
-			m.droppedRows, m.clickhouseUp, m.labelsWritten, m.labelsInvalid, m.retentionDrops} {
+			m.droppedRows, m.clickhouseUp, m.labelsWritten, m.labelsFed, m.labelsUnmatched, m.labelsInvalid, m.retentionDrops} {
 			reg.MustRegister(c)
 		}
 	}

@@ -38,6 +38,7 @@ type Writer struct {
 	conn  driver.Conn // nil with a test inserter
 	spill *spill
 	ip    *ipHasher
+	feed  *labelFeed // nil: labels are only stored
 
 	mu   sync.Mutex         // guards mem; held while spilling, so order is kept
 	mem  [][]*engine.Record // full batches waiting for ClickHouse, oldest first

@@ -256,13 +256,3 @@ func (d *featureDefs) newEngine() (rules.Observer, error) {
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 }
-
-// loadFeatures builds the features engine from a definitions file, or the
-// embedded default when path is empty.
-func loadFeatures(path string, opts features.Options) (*features.Engine, error) {
-	f, err := readFeatureFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return features.New(f, opts)
-}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -124,7 +125,7 @@ func newServer(cfg config, log *slog.Logger) (srv *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	feats, err := loadFeatures(cfg.Features.File, fopts)
+	feats, err := loadFeatures(cfg.Features.File, fopts, cfg.Signals.Enabled, log)
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +160,7 @@ func newServer(cfg config, log *slog.Logger) (srv *server, err error) {
 			return nil, err
 		}
 		opts.Sink = s.signals
+		s.signals.FeedLabels(feats) // label_rate features
 	}
 	if s.engine, err = engine.New(feats, mgr, opts); err != nil {
 		return nil, err
@@ -396,4 +398,43 @@ func (s *server) banner(w io.Writer, tls bool, addr string) {
 	}
 	fmt.Fprintf(w, "Score a transaction:\n  curl -s -H 'Authorization: Bearer %s' %s://%s/v1/score \\\n    -d '{\"id\":\"tx_1001\",\"amount\":4599,\"currency\":\"USD\",\"card\":{\"token\":\"tok_4f9a\",\"country\":\"US\"},\"account\":{\"id\":\"acct_42\"},\"merchant\":{\"id\":\"m_1\",\"mcc\":\"5411\",\"country\":\"US\"}}'\n", key, scheme, addr)
 	fmt.Fprintf(w, "Add ?explain=true to see the features the rules read. Stop with Ctrl-C.\n\n")
+}
+
+// loadFeatures builds the features engine of vigil serve from a
+// definitions file, or the embedded default when path is empty. label_rate
+// features are fed by the labels that reach the signals writer (labels
+// true); without signals they are always missing, and it says so at
+// start-up rather than let a rule that reads one silently never fire.
+func loadFeatures(path string, opts features.Options, labels bool, log *slog.Logger) (*features.Engine, error) {
+	f, err := readFeatureFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rates, unfed []string
+	for _, d := range f.Features {
+		if d.Kind != features.KindLabelRate {
+			continue
+		}
+		rates = append(rates, d.Name)
+		for _, e := range d.Entity {
+			if !slices.Contains(signals.FedFields, e) {
+				unfed = append(unfed, d.Name+" ("+e+")")
+			}
+		}
+	}
+	switch {
+	case len(rates) > 0 && !labels:
+		level := slog.LevelWarn
+		if path == "" {
+			level = slog.LevelInfo // the embedded default: expected, not a mistake
+		}
+		log.Log(context.Background(), level, "label_rate features are always missing: labels reach the features engine through signals (POST /v1/labels), which are off",
+			"file", f.Name, "definitions", rates)
+	case len(rates) > 0:
+		opts.Labels = true
+		if len(unfed) > 0 {
+			log.Warn("label_rate features keyed on a field the signals table does not store are never fed", "definitions", unfed)
+		}
+	}
+	return features.New(f, opts)
 }

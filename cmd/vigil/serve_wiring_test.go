@@ -166,6 +166,36 @@ signals:
 		t.Error("a raw IP reached ClickHouse")
 	}
 
+	// A label feeds the label_rate features: a transaction labelled fraud
+	// counts in its merchant's fraud rate for events 7 days later (the
+	// default definitions' delay), once the label is known.
+	t1, known, t2 := time.Now().Add(-10*24*time.Hour), time.Now().Add(-9*24*time.Hour), time.Now().Add(-2*24*time.Hour)
+	tx := func(id string, at time.Time) string {
+		return fmt.Sprintf(`{"id":%q,"time":%q,"amount":5000,"currency":"USD","card":{"token":"tok_%s"},"merchant":{"id":"m_lbl_%s"}}`,
+			id, at.UTC().Format(time.RFC3339), id, suffix)
+	}
+	if code, out := call("POST", "/v1/score", tx("lbl_1", t1)); code != 200 {
+		t.Fatalf("score lbl_1: %d %s", code, out)
+	}
+	waitFor(t, 120*time.Second, "the signal row of lbl_1", func() bool {
+		var n uint64
+		return conn.QueryRow(context.Background(), "SELECT count() FROM "+db+".signals WHERE event_id = 'lbl_1'").Scan(&n) == nil && n == 1
+	}, &stderr)
+	if code, out := call("POST", "/v1/labels", fmt.Sprintf(`{"labels":[{"event_id":"lbl_1","label":"chargeback","labelled_at":%q}]}`, known.UTC().Format(time.RFC3339))); code != 200 {
+		t.Fatalf("label lbl_1: %d %s", code, out)
+	}
+	code, out = call("POST", "/v1/score?explain=true", tx("lbl_2", t2))
+	var later struct {
+		Decision string
+		Explain  struct{ Features map[string]any }
+	}
+	if err := json.Unmarshal(out, &later); code != 200 || err != nil {
+		t.Fatalf("score lbl_2: %d %s", code, out)
+	}
+	if r := later.Explain.Features["merchant_fraud_rate_7d"]; r != float64(1) || later.Decision != "pause" {
+		t.Errorf("after the label: merchant_fraud_rate_7d = %v, decision %s; want 1 and pause (compromised_merchant)", r, later.Decision)
+	}
+
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
