@@ -87,24 +87,43 @@ func (w *Writer) storeAndFeed(ctx context.Context, labels []Label) error {
 	return nil
 }
 
+// lookupChunk bounds the ids of one lookup query: 1,000 ids of at most 128
+// bytes keep it well under ClickHouse's max_query_size (256 KiB).
+const lookupChunk = 1000
+
+// inChunks runs q over ids, lookupChunk at a time.
+func inChunks(ids []string, q func(ids []string) error) error {
+	for len(ids) > 0 {
+		n := min(len(ids), lookupChunk)
+		if err := q(ids[:n]); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
 // fraudLabelled returns which of ids already have a fraud label.
 func fraudLabelled(ctx context.Context, conn driver.Conn, db string, ids []string) (map[string]bool, error) {
-	in, args := inList(ids)
-	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT event_id FROM %s.%s WHERE event_id IN %s AND label IN ('chargeback', 'confirmed_fraud')",
-		quoteIdent(db), LabelsTable, in), args...)
-	if err != nil {
-		return nil, fmt.Errorf("labels: %w", err)
-	}
-	defer rows.Close()
 	out := map[string]bool{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("labels: %w", err)
+	err := inChunks(ids, func(ids []string) error {
+		in, args := inList(ids)
+		rows, err := conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT event_id FROM %s.%s WHERE event_id IN %s AND label IN ('chargeback', 'confirmed_fraud')",
+			quoteIdent(db), LabelsTable, in), args...)
+		if err != nil {
+			return fmt.Errorf("labels: %w", err)
 		}
-		out[id] = true
-	}
-	return out, rows.Err()
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return fmt.Errorf("labels: %w", err)
+			}
+			out[id] = true
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // inList is "(?, ?, …)" for ids and its arguments: each id bound as a
@@ -130,28 +149,31 @@ func labelledEvents(ctx context.Context, conn driver.Conn, db string, ids []stri
 	if l.msColumns {
 		cols = append(cols, "event_time_ms")
 	}
-	in, args := inList(ids)
-	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT %s FROM %s.%s WHERE event_id IN %s",
-		strings.Join(cols, ", "), quoteIdent(db), SignalsTable, in), args...)
-	if err != nil {
-		return nil, fmt.Errorf("labelled transactions: %w", err)
-	}
-	defer rows.Close()
 	out := map[string]*event.Event{}
-	for rows.Next() {
-		ev := &event.Event{}
-		var ms uint16
-		dest := []any{&ev.ID, &ev.Time, &ev.Card.Token, &ev.Card.BIN, &ev.Card.Country, &ev.Account.ID, &ev.Account.EmailHash,
-			&ev.Merchant.ID, &ev.Merchant.MCC, &ev.Merchant.Country, &ev.Device.ID, &ev.Device.Fingerprint,
-			&ev.Billing.Country, &ev.Shipping.Country, &ev.Channel, &ev.Currency, &ev.Amount}
-		if l.msColumns {
-			dest = append(dest, &ms)
+	err = inChunks(ids, func(ids []string) error {
+		in, args := inList(ids)
+		rows, err := conn.Query(ctx, fmt.Sprintf("SELECT %s FROM %s.%s WHERE event_id IN %s",
+			strings.Join(cols, ", "), quoteIdent(db), SignalsTable, in), args...)
+		if err != nil {
+			return fmt.Errorf("labelled transactions: %w", err)
 		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("labelled transactions: %w", err)
+		defer rows.Close()
+		for rows.Next() {
+			ev := &event.Event{}
+			var ms uint16
+			dest := []any{&ev.ID, &ev.Time, &ev.Card.Token, &ev.Card.BIN, &ev.Card.Country, &ev.Account.ID, &ev.Account.EmailHash,
+				&ev.Merchant.ID, &ev.Merchant.MCC, &ev.Merchant.Country, &ev.Device.ID, &ev.Device.Fingerprint,
+				&ev.Billing.Country, &ev.Shipping.Country, &ev.Channel, &ev.Currency, &ev.Amount}
+			if l.msColumns {
+				dest = append(dest, &ms)
+			}
+			if err := rows.Scan(dest...); err != nil {
+				return fmt.Errorf("labelled transactions: %w", err)
+			}
+			ev.Time = ev.Time.Add(time.Duration(ms) * time.Millisecond).UTC()
+			out[ev.ID] = ev // a row written twice (at-least-once) holds the same transaction
 		}
-		ev.Time = ev.Time.Add(time.Duration(ms) * time.Millisecond).UTC()
-		out[ev.ID] = ev // a row written twice (at-least-once) holds the same transaction
-	}
-	return out, rows.Err()
+		return rows.Err()
+	})
+	return out, err
 }

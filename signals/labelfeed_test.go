@@ -2,6 +2,8 @@ package signals
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,5 +97,20 @@ func TestLabelsFeedTheFeaturesEngine(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(w.m.labelsFed); v != 3 {
 		t.Errorf("fed metric %v, want 3", v)
+	}
+
+	// The largest request, ids of the longest length: the lookups go in
+	// chunks (one query for 10,000 such ids exceeds max_query_size).
+	big := make([]Label, MaxLabelsPerRequest)
+	for i := range big {
+		id := fmt.Sprintf("big_%06d_", i)
+		big[i] = Label{EventID: id + strings.Repeat("x", 128-len(id)), Label: "confirmed_fraud", LabelledAt: at}
+	}
+	big[len(big)-1] = Label{EventID: "tx_000000", Label: "confirmed_fraud", LabelledAt: at}
+	if err := w.InsertLabels(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	if got = obs.take(); len(got) != 1 || got[0].ev.ID != "tx_000000" || !got[0].fraud {
+		t.Fatalf("largest request fed %d labels, want tx_000000 only", len(got))
 	}
 }
