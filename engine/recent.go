@@ -30,10 +30,13 @@ type recentShard struct {
 	n     int          // slots in order
 }
 
-// recentSlot is an id in the insertion-order ring, with its entry's
-// creation time: expiring the oldest ids needs no map lookup.
+// recentSlot is an id in the insertion-order ring, with its entry and the
+// entry's creation time: expiring the oldest ids needs no map lookup, and a
+// slot only ever removes its own entry (an id abandoned and claimed again
+// has two slots).
 type recentSlot struct {
 	id      string
+	e       *recentEntry
 	created time.Time
 }
 
@@ -68,7 +71,7 @@ func (r *recentDecisions) claim(id string, digest uint64, now time.Time) (e *rec
 	}
 	e = &recentEntry{shard: s, digest: digest}
 	s.m[id] = e
-	s.push(recentSlot{id: id, created: now}, r.perShard)
+	s.push(recentSlot{id: id, e: e, created: now}, r.perShard)
 	return e, true
 }
 
@@ -145,11 +148,13 @@ func (s *recentShard) push(slot recentSlot, limit int) {
 // too (its scorer and waiters hold the entry): that only happens when the
 // store is far too small for the traffic.
 func (s *recentShard) evictOldest() {
-	id := s.order[s.head].id
+	slot := s.order[s.head]
 	s.order[s.head] = recentSlot{}
 	s.head = (s.head + 1) % len(s.order)
 	s.n--
-	delete(s.m, id)
+	if s.m[slot.id] == slot.e {
+		delete(s.m, slot.id)
+	}
 }
 
 func (s *recentShard) expire(now time.Time, retention time.Duration) {

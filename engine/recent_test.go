@@ -105,8 +105,14 @@ func TestRecentDecisions(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			if _, first := r.claim("a", 7, t0); !first {
+			e2, first := r.claim("a", 7, t0.Add(30*time.Minute))
+			if !first {
 				t.Fatal("abandoned id still remembered")
+			}
+			r.finish(e2, d)
+			// the abandoned entry's slot expires; the new entry stays
+			if _, first := r.claim("a", 7, t0.Add(61*time.Minute)); first {
+				t.Fatal("the expiry of the abandoned entry removed the new one")
 			}
 		}},
 	} {

@@ -116,6 +116,7 @@ func (c *chInserter) Insert(ctx context.Context, recs []*engine.Record) error {
 	if err != nil {
 		return fmt.Errorf("signals insert: %w", err)
 	}
+	defer c.blk.reset() // let the records go, whatever happens: the caller may release them
 	// One INSERT, sent in blocks of insertBlockRows: Flush sends a block
 	// and resets the driver's columns, keeping their buffers for the next
 	// block (blk is reused likewise). The server acknowledges the whole
@@ -135,6 +136,10 @@ func (c *chInserter) Insert(ctx context.Context, recs []*engine.Record) error {
 			return err
 		}
 		if len(recs) > 0 {
+			if err := ctx.Err(); err != nil { // Send watches ctx; Flush does not (its writes have a deadline)
+				batch.Abort()
+				return fmt.Errorf("signals insert: %w", err)
+			}
 			if err := batch.Flush(); err != nil {
 				batch.Abort()
 				return fmt.Errorf("signals insert: %w", err)
@@ -144,6 +149,5 @@ func (c *chInserter) Insert(ctx context.Context, recs []*engine.Record) error {
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("signals insert: %w", err)
 	}
-	c.blk.reset() // let the records go
 	return nil
 }

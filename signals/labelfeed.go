@@ -31,24 +31,39 @@ func IsFraud(label string) bool { return label == "chargeback" || label == "conf
 // labelFeed hands stored labels to an observer, with the labelled
 // transaction read back from its signal row.
 type labelFeed struct {
-	mu  sync.Mutex // one request at a time: the fraud-already-fed check and the feed are atomic
+	mu  sync.Mutex // one request at a time: the fed-once check and the feed are atomic
 	obs LabelObserver
+	// fed remembers the ids fed as fraud, as long as the engine's label
+	// state lives (this process), up to maxFedFraud (oldest forgotten).
+	fed   map[string]struct{}
+	order []string // fed ids in insertion order (a ring once full)
+	next  int
 }
+
+// maxFedFraud bounds the fraud ids remembered to feed each once: a
+// redelivery older than this many fraud labels is fed (counted) again.
+const maxFedFraud = 1 << 20
 
 // FeedLabels makes the writer hand every label it stores (POST /v1/labels,
 // the labels topic) to obs, known at its labelled_at, with the transaction
-// as its signal row recorded it. A transaction counts as fraud once: a
-// fraud label for an id that already had one is stored but not fed again.
-// A label whose signal row is not found (not written yet, or expired) is
-// stored but not fed; vigil_signals_labels_unmatched_total counts them.
-// Call before serving.
-func (w *Writer) FeedLabels(obs LabelObserver) { w.feed = &labelFeed{obs: obs} }
+// as its signal row recorded it. A transaction is fed as fraud once per
+// process: a second fraud label for the same id (a retried request, a
+// redelivered message) is stored but not fed again. A label whose signal
+// row is not found (not written yet, or expired) is stored but not fed;
+// vigil_signals_labels_unmatched_total counts them. Call before serving.
+func (w *Writer) FeedLabels(obs LabelObserver) {
+	w.feed = &labelFeed{obs: obs, fed: map[string]struct{}{}}
+}
 
-// storeAndFeed inserts labels and feeds them to the observer.
+// storeAndFeed inserts labels, then feeds them to the observer (best
+// effort: a label stored is never refused because it could not be fed).
 func (w *Writer) storeAndFeed(ctx context.Context, labels []Label) error {
+	if err := insertLabels(ctx, w.conn, w.cfg.Database, labels); err != nil {
+		return err
+	}
 	f := w.feed
 	if f == nil {
-		return insertLabels(ctx, w.conn, w.cfg.Database, labels)
+		return nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -56,15 +71,9 @@ func (w *Writer) storeAndFeed(ctx context.Context, labels []Label) error {
 	for _, l := range labels {
 		ids = append(ids, l.EventID)
 	}
-	fed, err := fraudLabelled(ctx, w.conn, w.cfg.Database, ids)
-	if err != nil {
-		return err
-	}
-	if err := insertLabels(ctx, w.conn, w.cfg.Database, labels); err != nil {
-		return err
-	}
 	evs, err := labelledEvents(ctx, w.conn, w.cfg.Database, ids)
-	if err != nil { // stored, not fed: the next start will not feed them either
+	if err != nil {
+		w.m.labelsUnmatched.Add(float64(len(labels)))
 		w.log.Error("labels stored but not fed to the features engine", "labels", len(labels), "err", err)
 		return nil
 	}
@@ -75,11 +84,8 @@ func (w *Writer) storeAndFeed(ctx context.Context, labels []Label) error {
 			continue
 		}
 		fraud := IsFraud(l.Label)
-		if fraud {
-			if fed[l.EventID] {
-				continue
-			}
-			fed[l.EventID] = true
+		if fraud && !f.once(l.EventID) {
+			continue
 		}
 		f.obs.ObserveLabel(ev, fraud, l.LabelledAt)
 		w.m.labelsFed.Inc()
@@ -87,9 +93,27 @@ func (w *Writer) storeAndFeed(ctx context.Context, labels []Label) error {
 	return nil
 }
 
-// lookupChunk bounds the ids of one lookup query: 1,000 ids of at most 128
-// bytes keep it well under ClickHouse's max_query_size (256 KiB).
-const lookupChunk = 1000
+// once reports whether id is fed as fraud for the first time, and
+// remembers it.
+func (f *labelFeed) once(id string) bool {
+	if _, ok := f.fed[id]; ok {
+		return false
+	}
+	if len(f.order) < maxFedFraud {
+		f.order = append(f.order, id)
+	} else {
+		delete(f.fed, f.order[f.next])
+		f.order[f.next] = id
+		f.next = (f.next + 1) % maxFedFraud
+	}
+	f.fed[id] = struct{}{}
+	return true
+}
+
+// lookupChunk bounds the ids of one lookup query: 500 ids of at most 128
+// bytes (up to 260 bytes each if every byte needs escaping) keep it under
+// ClickHouse's max_query_size (256 KiB).
+const lookupChunk = 500
 
 // inChunks runs q over ids, lookupChunk at a time.
 func inChunks(ids []string, q func(ids []string) error) error {
@@ -101,29 +125,6 @@ func inChunks(ids []string, q func(ids []string) error) error {
 		ids = ids[n:]
 	}
 	return nil
-}
-
-// fraudLabelled returns which of ids already have a fraud label.
-func fraudLabelled(ctx context.Context, conn driver.Conn, db string, ids []string) (map[string]bool, error) {
-	out := map[string]bool{}
-	err := inChunks(ids, func(ids []string) error {
-		in, args := inList(ids)
-		rows, err := conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT event_id FROM %s.%s WHERE event_id IN %s AND label IN ('chargeback', 'confirmed_fraud')",
-			quoteIdent(db), LabelsTable, in), args...)
-		if err != nil {
-			return fmt.Errorf("labels: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return fmt.Errorf("labels: %w", err)
-			}
-			out[id] = true
-		}
-		return rows.Err()
-	})
-	return out, err
 }
 
 // inList is "(?, ?, …)" for ids and its arguments: each id bound as a

@@ -99,6 +99,24 @@ func TestLabelsFeedTheFeaturesEngine(t *testing.T) {
 		t.Errorf("fed metric %v, want 3", v)
 	}
 
+	// A label that arrives before its signal row is stored, not fed; sent
+	// again once the row is there, it is fed.
+	if err := w.InsertLabels(ctx, []Label{{EventID: "tx_000005", Label: "chargeback", LabelledAt: at}}); err != nil {
+		t.Fatal(err)
+	}
+	if got = obs.take(); len(got) != 0 {
+		t.Fatalf("fed %+v before the signal row exists", got)
+	}
+	if err := w.ins.Insert(ctx, records(5, 6)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.InsertLabels(ctx, []Label{{EventID: "tx_000005", Label: "chargeback", LabelledAt: at}}); err != nil {
+		t.Fatal(err)
+	}
+	if got = obs.take(); len(got) != 1 || got[0].ev.ID != "tx_000005" || !got[0].fraud {
+		t.Fatalf("fed %+v once the row exists, want tx_000005 as fraud", got)
+	}
+
 	// The largest request, ids of the longest length: the lookups go in
 	// chunks (one query for 10,000 such ids exceeds max_query_size).
 	big := make([]Label, MaxLabelsPerRequest)

@@ -54,7 +54,7 @@ func Open(cfg Config) (driver.Conn, error) {
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:             cfg.Addrs(),
 		Auth:             clickhouse.Auth{Database: "default", Username: cfg.User, Password: pw},
-		TLS:              tlsConf,
+		DialContext:      dialer(time.Duration(cfg.DialTimeout), time.Duration(cfg.InsertTimeout), tlsConf),
 		DialTimeout:      time.Duration(cfg.DialTimeout),
 		ReadTimeout:      time.Duration(cfg.InsertTimeout),
 		MaxOpenConns:     4,
