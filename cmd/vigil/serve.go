@@ -417,8 +417,11 @@ func loadFeatures(path string, opts features.Options, labels bool, log *slog.Log
 		}
 		rates = append(rates, d.Name)
 		for _, e := range d.Entity {
-			if !slices.Contains(signals.FedFields, e) {
+			switch {
+			case !slices.Contains(signals.FedFields, e):
 				unfed = append(unfed, d.Name+" ("+e+")")
+			case e == "device.fingerprint": // stored as sent; one vigil derived is not
+				unfed = append(unfed, d.Name+" (device.fingerprint, when vigil derives it)")
 			}
 		}
 	}
@@ -433,7 +436,7 @@ func loadFeatures(path string, opts features.Options, labels bool, log *slog.Log
 	case len(rates) > 0:
 		opts.Labels = true
 		if len(unfed) > 0 {
-			log.Warn("label_rate features keyed on a field the signals table does not store are never fed", "definitions", unfed)
+			log.Warn("label_rate features keyed on a field the signals table does not store are not fed", "definitions", unfed)
 		}
 	}
 	return features.New(f, opts)
