@@ -64,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 	m.clickhouseUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_signals_clickhouse_up", Help: "1 when the last insert into ClickHouse succeeded."})
 	m.labelsWritten = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_labels_written_total", Help: "Labels inserted into ClickHouse."})
 	m.labelsFed = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_labels_fed_total", Help: "Labels handed to the features engine (label_rate features)."})
-	m.labelsUnmatched = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_labels_unmatched_total", Help: "Labels stored but not fed to the features engine: no signal row for their event id."})
+	m.labelsUnmatched = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_labels_unmatched_total", Help: "Labels stored but not fed to the features engine: no signal row found for their event id, or the lookup failed (logged)."})
 	m.labelsInvalid = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_labels_invalid_total", Help: "Invalid messages skipped on the labels Kafka topic."})
 	m.retentionDrops = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_retention_partitions_dropped_total", Help: "Expired partitions dropped by the retention policy (servers without TTL)."})
 	if reg != nil {
