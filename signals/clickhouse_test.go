@@ -156,7 +156,7 @@ func TestSignalsFromEngineArriveOnce(t *testing.T) {
 	}
 	db := quoteIdent(cfg.Database)
 	waitFor(t, 30*time.Second, "all signals", func() bool {
-		return queryUint(t, conn, "SELECT count() FROM "+db+".signals") >= n
+		return countNow(conn, "SELECT count() FROM "+db+".signals") >= n // the writer creates the database on its first batch
 	})
 	stop()
 	if c, u := queryUint(t, conn, "SELECT count() FROM "+db+".signals"), queryUint(t, conn, "SELECT uniqExact(event_id) FROM "+db+".signals"); c != n || u != n {

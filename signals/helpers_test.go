@@ -135,6 +135,16 @@ func startWriter(t testing.TB, w *Writer) (stop func()) {
 	return stop
 }
 
+// countNow runs a count query for a waitFor condition: an error (the
+// writer has not created the database yet) reads as 0, not as a failure.
+func countNow(conn driver.Conn, q string) uint64 {
+	var n uint64
+	if err := conn.QueryRow(context.Background(), q).Scan(&n); err != nil {
+		return 0
+	}
+	return n
+}
+
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)

@@ -56,7 +56,7 @@ func TestConsumeLabelsFromKafka(t *testing.T) {
 	go func() { done <- w.ConsumeLabels(cctx, r) }()
 	db := quoteIdent(cfg.Database)
 	waitFor(t, 60*time.Second, "3 labels", func() bool {
-		return queryUint(t, conn, "SELECT count() FROM "+db+".labels") == 3
+		return countNow(conn, "SELECT count() FROM "+db+".labels") == 3
 	})
 	stop()
 	if err := <-done; err != nil {
