@@ -204,26 +204,13 @@ func (a *API) score(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.LatencyUS = time.Since(start).Microseconds()
-	if sig == nil {
-		writeJSON(w, http.StatusOK, d)
-		return
+	writeJSON(w, http.StatusOK, d)
+	if sig != nil {
+		http.NewResponseController(w).Flush() // the answer leaves now; the signal is built after (deferred above)
 	}
-	// The whole response with its length, flushed: it leaves now, and the
-	// signal is built after (deferred above).
-	buf := responseBufs.Get().(*bytes.Buffer)
-	defer responseBufs.Put(buf)
-	buf.Reset()
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	enc.Encode(d)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(http.StatusOK)
-	w.Write(buf.Bytes())
-	http.NewResponseController(w).Flush()
 }
 
-// responseBufs recycles the buffers of score responses.
+// responseBufs recycles the buffers of JSON responses.
 var responseBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // ruleView is a rule as GET /v1/rules lists it.
@@ -290,12 +277,22 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg st
 	writeJSON(w, status, &e)
 }
 
+// writeJSON writes v as the whole response, with its Content-Length: a
+// handler may flush it and go on working (the score API builds the
+// decision's signal after).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
+	buf := responseBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	enc.Encode(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+	if buf.Cap() <= 64<<10 { // a large rules listing is not kept
+		responseBufs.Put(buf)
+	}
 }
 
 func requestID(r *http.Request) string {
