@@ -166,12 +166,82 @@ func BenchmarkFeaturesObserve(b *testing.B) {
 				lat = append(lat, int32(time.Since(start)))
 			}
 			b.StopTimer()
-			slices.Sort(lat)
-			q := func(p float64) float64 { return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) }
-			b.ReportMetric(q(0.50), "p50-ns")
-			b.ReportMetric(q(0.99), "p99-ns")
-			b.ReportMetric(q(0.999), "p999-ns")
+			reportLatency(b, lat)
 		})
+	}
+}
+
+// reportLatency reports the p50, p99 and p99.9 of per-event latencies in ns.
+func reportLatency(b *testing.B, lat []int32) {
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) }
+	b.ReportMetric(q(0.50), "p50-ns")
+	b.ReportMetric(q(0.99), "p99-ns")
+	b.ReportMetric(q(0.999), "p999-ns")
+}
+
+// hotDefs: a busy merchant's least, greatest and count over 10m/1h/24h.
+const hotDefs = `
+features:
+  - {name: m_min, entity: merchant.id, aggregate: min, field: amount, windows: [10m, 1h, 24h]}
+  - {name: m_max, entity: merchant.id, aggregate: max, field: amount, windows: [10m, 1h, 24h]}
+  - {name: m_count, entity: merchant.id, aggregate: count, windows: [10m, 1h, 24h]}
+`
+
+// BenchmarkFeaturesHotEntity: one merchant with 4 transactions a second
+// (a full 24h window holds 345,600 of them in 86,400 one-second buckets),
+// after 25 hours of them. amounts=repeated draws from a few prices (the
+// least and greatest values are held by many buckets at once: a scan of
+// the window whenever one of them leaves would cost the whole day),
+// continuous from 1.00–500.00; order=jitter puts every fourth event 1–3 s
+// behind the newest (events of several partitions interleaved), which
+// reads the windows at a time behind their end.
+func BenchmarkFeaturesHotEntity(b *testing.B) {
+	for _, amounts := range []string{"repeated", "continuous"} {
+		for _, order := range []string{"in", "jitter"} {
+			b.Run("amounts="+amounts+"/order="+order, func(b *testing.B) {
+				f, err := features.Parse("hot.yaml", []byte(hotDefs))
+				if err != nil {
+					b.Fatal(err)
+				}
+				e, err := features.New(f, features.Options{Lateness: time.Minute})
+				if err != nil {
+					b.Fatal(err)
+				}
+				v := features.NewVector(e.Schema())
+				rng := rand.New(rand.NewPCG(7, 7))
+				prices := []int64{100, 999, 2500, 4999, 10000}
+				ev := event.Event{ID: "x", Currency: "USD", Merchant: event.Merchant{ID: "m_busy"}, Card: event.Card{Token: "tok"}}
+				i := 0
+				step := func() {
+					at := benchT0.Add(time.Duration(i) * 250 * time.Millisecond)
+					if order == "jitter" && i%4 == 3 {
+						at = at.Add(-time.Duration(1+rng.IntN(3)) * time.Second)
+					}
+					ev.Time = at
+					if amounts == "repeated" {
+						ev.Amount = prices[rng.IntN(len(prices))]
+					} else {
+						ev.Amount = 100 + rng.Int64N(50_000)
+					}
+					e.Observe(&ev, v)
+					i++
+				}
+				for range 25 * 3600 * 4 {
+					step()
+				}
+				lat := make([]int32, 0, b.N)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					start := time.Now()
+					step()
+					lat = append(lat, int32(time.Since(start)))
+				}
+				b.StopTimer()
+				reportLatency(b, lat)
+			})
+		}
 	}
 }
 

@@ -122,9 +122,15 @@ func genStream(seed uint64, n int, lateness uint32) ([]*event.Event, []string) {
 		if rng.IntN(3) == 0 {
 			ch = "ecommerce"
 		}
+		amount := int64(1 + rng.IntN(50000))
+		if seed%2 == 0 && rng.IntN(3) > 0 {
+			// Repeated amounts: windows whose least and greatest values are
+			// held by several buckets at once.
+			amount = int64(100 * (1 + rng.IntN(3)))
+		}
 		out = append(out, &event.Event{
 			ID: fmt.Sprint(i), Time: time.Unix(int64(et), int64(rng.IntN(1e9))).UTC(),
-			Amount: int64(1 + rng.IntN(50000)), Currency: "USD", Channel: ch,
+			Amount: amount, Currency: "USD", Channel: ch,
 			Card:     event.Card{Token: card},
 			Merchant: event.Merchant{ID: fmt.Sprintf("m_%d", rng.IntN(12))},
 		})

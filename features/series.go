@@ -17,28 +17,38 @@ import (
 //
 //	word 0            head (low 32) | n buckets (high 32)
 //	word 1            anchor bucket number (low 32) | 1<<32 once set
-//	per window j      start index (low 32) | count (high 32), then sum, sumsq, min, max as declared
+//	per window j      start index (low 32) | count (high 32), then sum, sumsq, min, max as declared,
+//	                  then with min and max the window's ties: how many of its buckets hold its
+//	                  least value (low 32) and its greatest (high 32)
 //	buckets           bucket number (low 32) | count (high 32), then sum, sumsq, min, max as declared
 //
 // The anchor is the newest bucket the windows are positioned at. Bucket
 // numbers are unix seconds / resolution (uint32).
+//
+// A window's least and greatest values cannot be subtracted: when the last
+// of the buckets holding one leaves the window (the ties count it), the
+// window's buckets are scanned again. Counting ties keeps that rare when
+// values repeat (a merchant's many 1.00 transactions), where a scan on
+// every departure of a bucket holding the least value would cost a hot
+// entity's whole window on most events.
 type seriesPlan struct {
-	res    int64   // bucket length, seconds
-	wins   []int64 // window lengths in buckets, ascending
-	sum    bool    // keeps sums (sum, avg, stddev, anomaly)
-	sq     bool    // keeps sums of squares (stddev, zscore)
-	mm     bool    // keeps min and max
-	stride int     // words per bucket and per window aggregate
-	oSq    int     // word offset of sumsq
-	oMin   int     // word offset of min (max follows)
-	hdr    int     // words before the first bucket
-	keepB  int64   // buckets kept behind the anchor: longest window + lateness
-	value  func(*evctx) (float64, bool)
-	scale  float64 // stored value / scale = value in the field's unit
-	filter int     // index of the filter, -1 for none
-	outs   []seriesOut
-	anom   []anomalyOut
-	index  int // position among the kind's series
+	res     int64   // bucket length, seconds
+	wins    []int64 // window lengths in buckets, ascending
+	sum     bool    // keeps sums (sum, avg, stddev, anomaly)
+	sq      bool    // keeps sums of squares (stddev, zscore)
+	mm      bool    // keeps min and max
+	stride  int     // words per bucket
+	wstride int     // words per window aggregate: stride, plus the ties with min and max
+	oSq     int     // word offset of sumsq
+	oMin    int     // word offset of min (max follows)
+	hdr     int     // words before the first bucket
+	keepB   int64   // buckets kept behind the anchor: longest window + lateness
+	value   func(*evctx) (float64, bool)
+	scale   float64 // stored value / scale = value in the field's unit
+	filter  int     // index of the filter, -1 for none
+	outs    []seriesOut
+	anom    []anomalyOut
+	index   int // position among the kind's series
 	// key identifies a series so that definitions share it.
 	key string
 }
@@ -63,7 +73,11 @@ func (p *seriesPlan) layout() {
 	if p.mm {
 		p.stride += 2
 	}
-	p.hdr = 2 + len(p.wins)*p.stride
+	p.wstride = p.stride
+	if p.mm {
+		p.wstride++
+	}
+	p.hdr = 2 + len(p.wins)*p.wstride
 }
 
 // agg is the count, sum and sum of squares of some buckets, in stored
@@ -135,6 +149,73 @@ func (p *seriesPlan) storeSpan(w []uint64, s span) {
 	w[p.oMin+1] = math.Float64bits(s.max)
 }
 
+// ties reads how many buckets of window ww hold its least and its greatest
+// value.
+func (p *seriesPlan) ties(ww []uint64) (lo, hi uint32) {
+	t := ww[p.stride]
+	return uint32(t), uint32(t >> 32)
+}
+
+func (p *seriesPlan) setTies(ww []uint64, lo, hi uint32) {
+	ww[p.stride] = uint64(lo) | uint64(hi)<<32
+}
+
+// enter updates window ww's span and ties for one of its buckets whose span
+// grew from old to cur (old is empty for a bucket just opened).
+func (p *seriesPlan) enter(ww []uint64, old, cur span) {
+	ws := p.loadSpan(ww)
+	lo, hi := p.ties(ww)
+	switch {
+	case cur.min < ws.min:
+		ws.min, lo = cur.min, 1
+	case cur.min == ws.min && old.min > cur.min:
+		lo++
+	}
+	switch {
+	case cur.max > ws.max:
+		ws.max, hi = cur.max, 1
+	case cur.max == ws.max && old.max < cur.max:
+		hi++
+	}
+	p.storeSpan(ww, ws)
+	p.setTies(ww, lo, hi)
+}
+
+// extremes returns the span of the buckets numbered in (lo, hi] and how
+// many of them hold its least and greatest value.
+func (p *seriesPlan) extremes(b []uint64, lo, hi int64) (s span, nlo, nhi uint32) {
+	if hi <= lo {
+		return emptySpan(), 0, 0
+	}
+	return p.extremesFrom(b, p.search(b, lo), hi)
+}
+
+// extremesFrom is extremes over the buckets from index i numbered up to hi.
+func (p *seriesPlan) extremesFrom(b []uint64, i int, hi int64) (s span, nlo, nhi uint32) {
+	s = emptySpan()
+	_, n := hn(b)
+	for ; i < n; i++ {
+		w := p.bucket(b, i)
+		if bnum(w) > hi {
+			break
+		}
+		x := p.loadSpan(w)
+		switch {
+		case x.min < s.min:
+			s.min, nlo = x.min, 1
+		case x.min == s.min:
+			nlo++
+		}
+		switch {
+		case x.max > s.max:
+			s.max, nhi = x.max, 1
+		case x.max == s.max:
+			nhi++
+		}
+	}
+	return s, nlo, nhi
+}
+
 func hn(b []uint64) (head, n int) { return int(uint32(b[0])), int(b[0] >> 32) }
 
 func setHN(b []uint64, head, n int) { b[0] = uint64(uint32(head)) | uint64(n)<<32 }
@@ -153,8 +234,8 @@ func (p *seriesPlan) bucket(b []uint64, i int) []uint64 {
 func bnum(w []uint64) int64 { return int64(uint32(w[0])) }
 
 func (p *seriesPlan) win(b []uint64, j int) []uint64 {
-	o := 2 + j*p.stride
-	return b[o : o+p.stride : o+p.stride]
+	o := 2 + j*p.wstride
+	return b[o : o+p.wstride : o+p.wstride]
 }
 
 func (p *seriesPlan) newBlob(buckets int, anchor int64) []uint64 {
@@ -178,13 +259,11 @@ func (p *seriesPlan) search(b []uint64, after int64) int {
 	return sort.Search(n, func(i int) bool { return bnum(p.bucket(b, i)) > after })
 }
 
-// rangeAgg aggregates the buckets with number in (lo, hi]; their span
-// too when the series keeps one.
-func (p *seriesPlan) rangeAgg(b []uint64, lo, hi int64) (agg, span) {
+// rangeAgg aggregates the buckets with number in (lo, hi].
+func (p *seriesPlan) rangeAgg(b []uint64, lo, hi int64) agg {
 	var a agg
-	s := emptySpan()
 	if hi <= lo {
-		return a, s
+		return a
 	}
 	_, n := hn(b)
 	for i := p.search(b, lo); i < n; i++ {
@@ -193,11 +272,8 @@ func (p *seriesPlan) rangeAgg(b []uint64, lo, hi int64) (agg, span) {
 			break
 		}
 		a.add(p.load(w))
-		if p.mm {
-			s.add(p.loadSpan(w))
-		}
 	}
-	return a, s
+	return a
 }
 
 // record adds the value x at bucket B, which is at least anchor-lateness
@@ -225,15 +301,17 @@ func (p *seriesPlan) record(b []uint64, B int64, x float64) []uint64 {
 	if !merged {
 		b = p.insertAt(b, pos, B)
 	}
-	ox, sx := one(x), span{x, x}
+	ox := one(x)
 	w := p.bucket(b, pos)
 	a := p.load(w)
 	a.add(ox)
 	p.store(w, a)
+	var old, cur span
 	if p.mm {
-		s := p.loadSpan(w)
-		s.add(sx)
-		p.storeSpan(w, s)
+		old = p.loadSpan(w)
+		cur = old
+		cur.add(span{x, x})
+		p.storeSpan(w, cur)
 	}
 	for j, wl := range p.wins {
 		ww := p.win(b, j)
@@ -242,9 +320,7 @@ func (p *seriesPlan) record(b []uint64, B int64, x float64) []uint64 {
 			a.add(ox)
 			p.store(ww, a)
 			if p.mm {
-				s := p.loadSpan(ww)
-				s.add(sx)
-				p.storeSpan(ww, s)
+				p.enter(ww, old, cur)
 			}
 		} else if !merged {
 			ww[0]++ // an older bucket went in before the window's start
@@ -290,10 +366,13 @@ func (p *seriesPlan) advance(b []uint64, B int64) []uint64 {
 		ww := p.win(b, j)
 		a := p.load(ww)
 		var ws span
+		var lo, hi uint32
 		if p.mm {
 			ws = p.loadSpan(ww)
+			lo, hi = p.ties(ww)
 		}
 		s := int(uint32(ww[0]))
+		s0 := s
 		rescan := false
 		for ; s < n; s++ {
 			w := p.bucket(b, s)
@@ -302,25 +381,41 @@ func (p *seriesPlan) advance(b []uint64, B int64) []uint64 {
 			}
 			a.sub(p.load(w))
 			if p.mm {
-				if x := p.loadSpan(w); x.min <= ws.min || x.max >= ws.max {
-					rescan = true
+				x := p.loadSpan(w)
+				if x.min <= ws.min {
+					rescan = rescan || lo <= 1
+					lo--
+				}
+				if x.max >= ws.max {
+					rescan = rescan || hi <= 1
+					hi--
 				}
 			}
 		}
 		ww[0] = uint64(uint32(s))
 		p.store(ww, a)
-		if rescan {
-			// The least or greatest value left: rescan the buckets still in.
-			sp := emptySpan()
-			for i := s; i < n && a.n > 0; i++ {
-				sp.add(p.loadSpan(p.bucket(b, i)))
+		switch {
+		case rescan:
+			// The last bucket holding the least or greatest value left:
+			// scan the buckets still in.
+			sp, lo, hi := emptySpan(), uint32(0), uint32(0)
+			if a.n > 0 {
+				sp, lo, hi = p.extremesFrom(b, s, B)
 			}
 			p.storeSpan(ww, sp)
+			p.setTies(ww, lo, hi)
+		case p.mm && s > s0:
+			p.setTies(ww, lo, hi)
 		}
 	}
 	b[1] = uint64(uint32(B)) | 1<<32
-	// Drop buckets no window nor a late event can reach.
-	drop := p.search(b, B-p.keepB)
+	// Drop buckets no window nor a late event can reach. They are the
+	// oldest: count them from the head (a binary search would touch a hot
+	// entity's long series all over on every new bucket).
+	drop := 0
+	for drop < n && bnum(p.bucket(b, drop)) <= B-p.keepB {
+		drop++
+	}
 	if drop > 0 {
 		head, n := hn(b)
 		for j := range p.wins {
@@ -358,25 +453,57 @@ func (p *seriesPlan) at(b []uint64, B int64, j int) (agg, span) {
 		}
 		return p.load(w), span{}
 	}
+	var s span
 	if p.mm {
-		return p.rangeAgg(b, B-wl, B)
+		s = p.spanAt(b, anchor, B, j)
 	}
 	a := p.load(p.win(b, j))
 	if B < anchor {
 		// (B-wl, B] = (anchor-wl, anchor] + (B-wl, anchor-wl] - (B, anchor],
 		// adding first so that no count goes below zero.
-		older, _ := p.rangeAgg(b, B-wl, anchor-wl)
-		newer, _ := p.rangeAgg(b, B, anchor)
+		older := p.rangeAgg(b, B-wl, anchor-wl)
+		newer := p.rangeAgg(b, B, anchor)
 		a.add(older)
 		a.sub(newer)
-		return a, span{}
+		return a, s
 	}
 	if B-wl >= anchor {
-		return agg{}, span{}
+		return agg{}, s
 	}
-	gone, _ := p.rangeAgg(b, anchor-wl, B-wl)
-	a.sub(gone)
-	return a, span{}
+	a.sub(p.rangeAgg(b, anchor-wl, B-wl))
+	return a, s
+}
+
+// spanAt is window j's span over (B-wl, B] for a B other than the anchor:
+// the window's span, unless every bucket holding its least or greatest
+// value is among those (B-wl, B] leaves out, and the buckets it adds; a
+// scan of (B-wl, B] otherwise. Only the buckets between the two windows'
+// ends are read in the common case: a late event of a hot entity does not
+// scan its whole window.
+func (p *seriesPlan) spanAt(b []uint64, anchor, B int64, j int) span {
+	wl := p.wins[j]
+	if B-wl >= anchor || B <= anchor-wl { // no bucket in common
+		s, _, _ := p.extremes(b, B-wl, B)
+		return s
+	}
+	ww := p.win(b, j)
+	ws := p.loadSpan(ww)
+	lo, hi := p.ties(ww)
+	// The buckets of the window that (B-wl, B] leaves out.
+	rlo, rhi := B, anchor
+	if B > anchor {
+		rlo, rhi = anchor-wl, B-wl
+	}
+	out, nlo, nhi := p.extremes(b, rlo, rhi)
+	if lo == 0 || (out.min == ws.min && nlo >= lo) || (out.max == ws.max && nhi >= hi) {
+		s, _, _ := p.extremes(b, B-wl, B)
+		return s
+	}
+	if B < anchor {
+		older, _, _ := p.extremes(b, B-wl, anchor-wl)
+		ws.add(older)
+	}
+	return ws
 }
 
 // output writes the value of aggregate g of a and s into slot.
