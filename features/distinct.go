@@ -30,6 +30,7 @@ type setPlan struct {
 	filter    int
 	wins      []int64 // seconds, ascending
 	exactUpTo int
+	indexFrom int // see setIndex
 	precision uint8
 	keep      int64 // seconds of history kept: longest window + lateness
 	lateness  int64
@@ -54,7 +55,8 @@ type valueSet struct {
 	recent    []setOcc // occurrences newer than newest-lateness, sorted by time, from rhead
 	rhead     int
 	sk        *setSketch
-	forgot    uint32 // sketch mode: the latest occurrence of any value dropped from vals
+	ix        *setIndex // sets of more than indexFrom values
+	forgot    uint32    // sketch mode: the latest occurrence of any value dropped from vals
 }
 
 // setInline values are kept inside the entity's state before vals spills
@@ -86,10 +88,13 @@ func (s *valueSet) find(h uint64) int {
 	return -1
 }
 
-// count is the exact distinct count over (t-w, t]; with hasExtra, the
-// value h of an event not recorded is counted too.
-func (s *valueSet) count(t uint32, w int64, h uint64, hasExtra bool) int {
-	lo := int64(t) - w
+// count is window j's exact distinct count over (t-w, t]; with hasExtra,
+// the value h of an event not recorded is counted too.
+func (p *setPlan) count(s *valueSet, t uint32, j int, h uint64, hasExtra bool) int {
+	if s.ix != nil && t >= s.ix.at {
+		return p.countIndexed(s, t, j, h, hasExtra)
+	}
+	lo := int64(t) - p.wins[j]
 	if t >= s.newest {
 		// Every latest occurrence is at or before t.
 		n := 0
@@ -160,6 +165,35 @@ func (p *setPlan) record(s *valueSet, t uint32, h uint64) {
 		}
 		return
 	}
+	i := p.touch(s, t, h)
+	if p.lateness > 0 {
+		if int64(t) <= int64(s.newest)-p.lateness {
+			s.vals[i].settled = max(s.vals[i].settled, t)
+		} else {
+			s.addRecent(setOcc{t: t, vi: uint32(i)})
+		}
+	}
+	if t > s.newest {
+		s.newest = t
+		p.settle(s)
+	}
+	if s.live > p.exactUpTo {
+		p.prune(s)
+		if s.live > p.exactUpTo {
+			p.toSketch(s)
+		}
+	}
+	if s.ix == nil && s.live > p.indexFrom {
+		p.buildIndex(s)
+	}
+}
+
+// touch records h at t among an exact set's values and returns its slot.
+func (p *setPlan) touch(s *valueSet, t uint32, h uint64) int {
+	if s.ix != nil {
+		_, i := p.touchIndexed(s, t, h)
+		return int(i)
+	}
 	i, free := -1, -1
 	for j := range s.vals {
 		switch v := &s.vals[j]; {
@@ -186,23 +220,7 @@ func (p *setPlan) record(s *valueSet, t uint32, h uint64) {
 		i = len(s.vals) - 1
 		s.live++
 	}
-	if p.lateness > 0 {
-		if int64(t) <= int64(s.newest)-p.lateness {
-			s.vals[i].settled = max(s.vals[i].settled, t)
-		} else {
-			s.addRecent(setOcc{t: t, vi: uint32(i)})
-		}
-	}
-	if t > s.newest {
-		s.newest = t
-		p.settle(s)
-	}
-	if s.live > p.exactUpTo {
-		p.prune(s)
-		if s.live > p.exactUpTo {
-			p.toSketch(s)
-		}
-	}
+	return i
 }
 
 // addRecent inserts o in time order (at the end for an event in order).
@@ -239,14 +257,24 @@ func (p *setPlan) settle(s *valueSet) {
 func (p *setPlan) prune(s *valueSet) {
 	s.lastPrune = s.newest
 	old := int64(s.newest) - p.keep
-	for i := range s.vals {
-		if v := &s.vals[i]; v.last != 0 && int64(v.last) <= old {
-			*v = setVal{}
+	if ix := s.ix; ix != nil {
+		// The oldest values are at the front of the order.
+		for ix.head >= 0 && int64(s.vals[ix.head].last) <= old {
+			i := ix.head
+			p.drop(s, i)
+			s.vals[i] = setVal{}
 			s.live--
+		}
+	} else {
+		for i := range s.vals {
+			if v := &s.vals[i]; v.last != 0 && int64(v.last) <= old {
+				*v = setVal{}
+				s.live--
+			}
 		}
 	}
 	if s.live == 0 && s.rhead == len(s.recent) {
-		s.vals, s.recent, s.rhead = s.vals[:0], s.recent[:0], 0
+		s.vals, s.recent, s.rhead, s.ix = s.vals[:0], s.recent[:0], 0, nil
 		if cap(s.vals) > 16 {
 			s.init()
 		}
@@ -269,7 +297,7 @@ func (p *setPlan) toSketch(s *valueSet) {
 	}
 	s.sk, s.recent, s.rhead = sk, nil, 0
 	for s.live > p.exactUpTo {
-		s.forget()
+		p.forget(s)
 	}
 }
 
@@ -277,6 +305,10 @@ func (p *setPlan) toSketch(s *valueSet) {
 // forgetting the least recently seen one if it is full, and returns h's
 // previous latest occurrence (0: not remembered).
 func (p *setPlan) remember(s *valueSet, t uint32, h uint64) (prev uint32) {
+	if s.ix != nil {
+		prev, _ = p.touchIndexed(s, t, h)
+		return prev
+	}
 	free := -1
 	for j := range s.vals {
 		v := &s.vals[j]
@@ -293,7 +325,7 @@ func (p *setPlan) remember(s *valueSet, t uint32, h uint64) (prev uint32) {
 		}
 	}
 	if s.live >= p.exactUpTo {
-		free = s.forget()
+		free = p.forget(s)
 	}
 	if free < 0 {
 		s.vals = append(s.vals, setVal{})
@@ -304,15 +336,22 @@ func (p *setPlan) remember(s *valueSet, t uint32, h uint64) (prev uint32) {
 	return 0
 }
 
-// forget drops the least recently seen value and returns its slot.
-func (s *valueSet) forget() int {
+// forget drops the least recently seen value and returns its slot (an
+// indexed set keeps it on its free list).
+func (p *setPlan) forget(s *valueSet) int {
 	o := -1
-	for j := range s.vals {
-		if v := &s.vals[j]; v.last != 0 && (o < 0 || v.last < s.vals[o].last) {
-			o = j
+	if s.ix != nil {
+		o = int(s.ix.head)
+		s.forgot = max(s.forgot, s.vals[o].last)
+		p.drop(s, int32(o))
+	} else {
+		for j := range s.vals {
+			if v := &s.vals[j]; v.last != 0 && (o < 0 || v.last < s.vals[o].last) {
+				o = j
+			}
 		}
+		s.forgot = max(s.forgot, s.vals[o].last)
 	}
-	s.forgot = max(s.forgot, s.vals[o].last)
 	s.vals[o] = setVal{}
 	s.live--
 	return o
@@ -331,11 +370,11 @@ func (p *setPlan) value(s *valueSet, t uint32, j int, h uint64, hasExtra bool) f
 	if s.sk != nil {
 		if w := p.wins[j]; t >= s.newest && int64(s.forgot) <= int64(t)-w {
 			// Every value in the window is remembered: exact.
-			return float64(s.count(t, w, h, hasExtra))
+			return float64(p.count(s, t, j, h, hasExtra))
 		}
 		return float64(s.sk.estimate(t, j))
 	}
-	return float64(s.count(t, p.wins[j], h, hasExtra))
+	return float64(p.count(s, t, j, h, hasExtra))
 }
 
 // sketchSubs is the number of sub-windows a window's sketch is split into:

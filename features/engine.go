@@ -329,7 +329,7 @@ func (e *Engine) setPlanFor(k *kind, d *Definition, fi int) *setPlan {
 	}
 	if sp == nil {
 		fs, _ := lookupField(d.Field)
-		sp = &setPlan{key: key, field: fs, filter: fi, exactUpTo: d.ExactUpTo, precision: uint8(d.Precision), index: len(k.sets)}
+		sp = &setPlan{key: key, field: fs, filter: fi, exactUpTo: d.ExactUpTo, indexFrom: indexFrom, precision: uint8(d.Precision), index: len(k.sets)}
 		k.sets = append(k.sets, sp)
 	}
 	for _, w := range d.Windows {

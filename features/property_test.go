@@ -37,6 +37,7 @@ features:
   - {name: z, kind: anomaly, entity: card.token, measure: zscore, windows: [1h], min_history: 3}
   - {name: r, kind: anomaly, entity: card.token, measure: ratio, windows: [10m], min_history: 2}
   - {name: mc, entity: merchant.id, aggregate: count, windows: [10m]}
+  - {name: di, entity: card.token, aggregate: distinct, field: device.ip, windows: [10m, 1h, 24h], exact_up_to: 4096}
 `
 
 // refEvent is one recorded event in the brute-force reference.
@@ -44,6 +45,7 @@ type refEvent struct {
 	t        uint32
 	amount   int64 // minor units, USD
 	merchant string
+	ip       string
 	ecom     bool
 }
 
@@ -133,6 +135,8 @@ func genStream(seed uint64, n int, lateness uint32) ([]*event.Event, []string) {
 			Amount: amount, Currency: "USD", Channel: ch,
 			Card:     event.Card{Token: card},
 			Merchant: event.Merchant{ID: fmt.Sprintf("m_%d", rng.IntN(12))},
+			// Hundreds of IPs a card a day: sets large enough to be indexed.
+			Device: event.Device{IP: fmt.Sprintf("10.0.%d.%d", rng.IntN(2), rng.IntN(200))},
 		})
 		cards = append(cards, card)
 	}
@@ -165,6 +169,9 @@ func TestPropertyBruteForce(t *testing.T) {
 			for i, ev := range evs {
 				e.Peek(ev, peek)
 				e.Observe(ev, got)
+				if err := checkIndexes(e); err != nil {
+					t.Fatalf("event %d: %v", i, err)
+				}
 				for j := range s.Fields {
 					if peek.Has[j] != got.Has[j] || (got.Has[j] && peek.Value(s, j) != got.Value(s, j)) {
 						t.Fatalf("event %d: %s: Peek %v, Observe %v", i, s.Fields[j].Name, peek.Value(s, j), got.Value(s, j))
@@ -176,7 +183,7 @@ func TestPropertyBruteForce(t *testing.T) {
 					r = &refEntity{}
 					ref[ev.Card.Token] = r
 				}
-				cur := refEvent{t: uint32(ev.Time.Unix()), amount: ev.Amount, merchant: ev.Merchant.ID, ecom: ev.Channel == "ecommerce"}
+				cur := refEvent{t: uint32(ev.Time.Unix()), amount: ev.Amount, merchant: ev.Merchant.ID, ip: ev.Device.IP, ecom: ev.Channel == "ecommerce"}
 				anchor, rec := cur.t, true
 				if len(r.recs) > 0 && cur.t < r.newest() {
 					late++
@@ -228,6 +235,15 @@ func TestPropertyBruteForce(t *testing.T) {
 					}
 				}
 				want["fd_10m"] = float64(len(ms))
+				for w, name := range map[int64]string{600: "10m", 3600: "1h", 86400: "24h"} {
+					ips := map[string]bool{}
+					for _, x := range all {
+						if int64(x.t) > int64(anchor)-w && x.t <= anchor {
+							ips[x.ip] = true
+						}
+					}
+					want["di_"+name] = float64(len(ips))
+				}
 				// Recency, novelty, hour of day, anomaly: over prior records.
 				if len(prior) == 0 {
 					want["first"] = 0.0

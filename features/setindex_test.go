@@ -1,0 +1,178 @@
+package features
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/vigil-fraud/vigil/engine/event"
+)
+
+// TestSetIndexMatchesScans runs the same streams through sets that index
+// themselves past a few values and through sets that never do (they scan
+// every value on every event), and requires the same value for every
+// feature of every event: exact sets, and sketch-mode sets whose most
+// recently seen values, forgetting, cached estimates and pruning depend on
+// the order the index keeps. (The brute-force property test checks exact
+// sets against a reference; this one covers sketch mode, which has no
+// exact reference.) Event times are distinct seconds, so "least recently
+// seen" is never a tie the two may break differently.
+func TestSetIndexMatchesScans(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		defs string
+	}{
+		{"exact", `
+features:
+  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [10m, 1h, 24h], exact_up_to: 4096}
+  - {name: f, entity: card.token, aggregate: distinct, field: merchant.id, filter: 'channel == "ecommerce"', windows: [1h], exact_up_to: 4096}
+`},
+		{"sketch", `
+features:
+  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [10m, 1h, 24h], exact_up_to: 48, precision: 8}
+  - {name: f, entity: card.token, aggregate: distinct, field: merchant.id, filter: 'channel == "ecommerce"', windows: [1h], exact_up_to: 40}
+`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := indexStream(20_000)
+			var seed *Engine // both engines hash values alike
+			run := func(index bool) [][]any {
+				e := mustEngine(t, tc.defs, Options{Lateness: -1})
+				if seed == nil {
+					seed = e
+				}
+				e.valueSeed = seed.valueSeed
+				for _, k := range e.kinds {
+					for _, sp := range k.sets {
+						if index {
+							sp.indexFrom = 8
+						} else {
+							sp.indexFrom = math.MaxInt
+						}
+					}
+				}
+				s := e.Schema()
+				v, pv := NewVector(s), NewVector(s)
+				var out [][]any
+				for i, ev := range evs {
+					row := make([]any, 0, 2*len(s.Fields))
+					if i%7 == 0 { // a peek a second later
+						pe := *ev
+						pe.Time = pe.Time.Add(time.Second)
+						e.Peek(&pe, pv)
+						for j := range s.Fields {
+							row = append(row, pv.Value(s, j))
+						}
+					}
+					e.Observe(ev, v)
+					if err := checkIndexes(e); err != nil {
+						t.Fatalf("event %d: %v", i, err)
+					}
+					for j := range s.Fields {
+						row = append(row, v.Value(s, j))
+					}
+					out = append(out, row)
+				}
+				if index && tc.name == "sketch" && e.Stats().Sketches == 0 {
+					t.Fatal("no set reached sketch mode")
+				}
+				return out
+			}
+			scan, indexed := run(false), run(true)
+			for i := range scan {
+				if fmt.Sprint(scan[i]) != fmt.Sprint(indexed[i]) {
+					t.Fatalf("event %d (%s at %s): scans %v, index %v", i, evs[i].Card.Token, evs[i].Time.Format(time.TimeOnly), scan[i], indexed[i])
+				}
+			}
+		})
+	}
+}
+
+// indexStream: three cards, hundreds of merchants each, events at distinct
+// seconds 1–60 s apart with idle days (windows and sets empty out).
+func indexStream(n int) []*event.Event {
+	rng := rand.New(rand.NewPCG(11, 3))
+	at := t0
+	var evs []*event.Event
+	for i := range n {
+		at = at.Add(time.Duration(1+rng.IntN(60)) * time.Second)
+		if i%5000 == 4999 {
+			at = at.Add(3 * Day)
+		}
+		ch := "pos"
+		if rng.IntN(2) == 0 {
+			ch = "ecommerce"
+		}
+		pool := 40 + 400*(i/2500%2) // stretches of few and of many merchants
+		evs = append(evs, &event.Event{
+			ID: fmt.Sprint(i), Time: at, Amount: 100, Currency: "USD", Channel: ch,
+			Card:     event.Card{Token: fmt.Sprint("tok_", rng.IntN(3))},
+			Merchant: event.Merchant{ID: fmt.Sprint("m_", rng.IntN(pool))},
+		})
+	}
+	return evs
+}
+
+// checkIndexes checks every indexed set of e against its values: the order
+// holds exactly the live values by latest occurrence, the table finds each,
+// and each window's count and oldest slot are what a scan finds.
+func checkIndexes(e *Engine) error {
+	var err error
+	for _, k := range e.kinds {
+		for i := range k.shards {
+			sh := &k.shards[i]
+			sh.t.sample(0, sh.t.len(), func(_ uint64, en *entity) {
+				if en.x == nil || err != nil {
+					return
+				}
+				for _, sp := range k.sets {
+					if err == nil {
+						err = sp.checkIndex(en.x.set(sp.index))
+					}
+				}
+			})
+		}
+	}
+	return err
+}
+
+func (p *setPlan) checkIndex(s *valueSet) error {
+	ix := s.ix
+	if ix == nil {
+		return nil
+	}
+	n, prev := 0, uint32(0)
+	for i := ix.head; i >= 0; i = ix.link[i].next {
+		switch {
+		case s.vals[i].last == 0:
+			return fmt.Errorf("free slot %d in the order", i)
+		case s.vals[i].last < prev:
+			return fmt.Errorf("slot %d (latest %d) after one at %d", i, s.vals[i].last, prev)
+		case ix.lookup(s.vals, s.vals[i].h) != i:
+			return fmt.Errorf("slot %d not found by its value", i)
+		}
+		prev = s.vals[i].last
+		n++
+	}
+	if n != s.live {
+		return fmt.Errorf("%d values in the order, %d live", n, s.live)
+	}
+	for j, c := range ix.wins {
+		lo := int64(ix.at) - p.wins[j]
+		want, first := int32(0), int32(-1)
+		for i := ix.head; i >= 0; i = ix.link[i].next {
+			if int64(s.vals[i].last) > lo {
+				if first < 0 {
+					first = i
+				}
+				want++
+			}
+		}
+		if c.n != want || c.first != first {
+			return fmt.Errorf("window %d: %d values from slot %d, a scan finds %d from %d", j, c.n, c.first, want, first)
+		}
+	}
+	return nil
+}
