@@ -180,12 +180,14 @@ func reportLatency(b *testing.B, lat []int32) {
 	b.ReportMetric(q(0.999), "p999-ns")
 }
 
-// hotDefs: a busy merchant's least, greatest and count over 10m/1h/24h.
+// hotDefs: a busy merchant's least, greatest and count over 10m/1h/24h,
+// and its distinct cards.
 const hotDefs = `
 features:
   - {name: m_min, entity: merchant.id, aggregate: min, field: amount, windows: [10m, 1h, 24h]}
   - {name: m_max, entity: merchant.id, aggregate: max, field: amount, windows: [10m, 1h, 24h]}
   - {name: m_count, entity: merchant.id, aggregate: count, windows: [10m, 1h, 24h]}
+  - {name: m_cards, entity: merchant.id, aggregate: distinct, field: card.token, windows: [10m, 1h, 24h]}
 `
 
 // BenchmarkFeaturesHotEntity: one merchant with 4 transactions a second
@@ -195,7 +197,8 @@ features:
 // the window whenever one of them leaves would cost the whole day),
 // continuous from 1.00–500.00; order=jitter puts every fourth event 1–3 s
 // behind the newest (events of several partitions interleaved), which
-// reads the windows at a time behind their end.
+// reads the windows at a time behind their end. Cards come from 900 regular
+// customers (the distinct set: ~900 values, exact).
 func BenchmarkFeaturesHotEntity(b *testing.B) {
 	for _, amounts := range []string{"repeated", "continuous"} {
 		for _, order := range []string{"in", "jitter"} {
@@ -211,7 +214,11 @@ func BenchmarkFeaturesHotEntity(b *testing.B) {
 				v := features.NewVector(e.Schema())
 				rng := rand.New(rand.NewPCG(7, 7))
 				prices := []int64{100, 999, 2500, 4999, 10000}
-				ev := event.Event{ID: "x", Currency: "USD", Merchant: event.Merchant{ID: "m_busy"}, Card: event.Card{Token: "tok"}}
+				ev := event.Event{ID: "x", Currency: "USD", Merchant: event.Merchant{ID: "m_busy"}}
+				cards := make([]string, 900)
+				for i := range cards {
+					cards[i] = fmt.Sprint("tok_", i)
+				}
 				i := 0
 				step := func() {
 					at := benchT0.Add(time.Duration(i) * 250 * time.Millisecond)
@@ -219,6 +226,7 @@ func BenchmarkFeaturesHotEntity(b *testing.B) {
 						at = at.Add(-time.Duration(1+rng.IntN(3)) * time.Second)
 					}
 					ev.Time = at
+					ev.Card.Token = cards[rng.IntN(len(cards))]
 					if amounts == "repeated" {
 						ev.Amount = prices[rng.IntN(len(prices))]
 					} else {

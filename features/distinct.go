@@ -91,8 +91,11 @@ func (s *valueSet) find(h uint64) int {
 // count is window j's exact distinct count over (t-w, t]; with hasExtra,
 // the value h of an event not recorded is counted too.
 func (p *setPlan) count(s *valueSet, t uint32, j int, h uint64, hasExtra bool) int {
-	if s.ix != nil && t >= s.ix.at {
-		return p.countIndexed(s, t, j, h, hasExtra)
+	if s.ix != nil {
+		if t >= s.ix.at {
+			return p.countIndexed(s, t, j, h, hasExtra)
+		}
+		return p.countIndexedLate(s, t, j, h, hasExtra)
 	}
 	lo := int64(t) - p.wins[j]
 	if t >= s.newest {
@@ -264,6 +267,9 @@ func (p *setPlan) prune(s *valueSet) {
 			p.drop(s, i)
 			s.vals[i] = setVal{}
 			s.live--
+		}
+		if s.live <= p.indexFrom/2 {
+			p.unindex(s)
 		}
 	} else {
 		for i := range s.vals {

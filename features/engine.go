@@ -329,7 +329,7 @@ func (e *Engine) setPlanFor(k *kind, d *Definition, fi int) *setPlan {
 	}
 	if sp == nil {
 		fs, _ := lookupField(d.Field)
-		sp = &setPlan{key: key, field: fs, filter: fi, exactUpTo: d.ExactUpTo, indexFrom: indexFrom, precision: uint8(d.Precision), index: len(k.sets)}
+		sp = &setPlan{key: key, field: fs, filter: fi, exactUpTo: d.ExactUpTo, indexFrom: defaultIndexFrom, precision: uint8(d.Precision), index: len(k.sets)}
 		k.sets = append(k.sets, sp)
 	}
 	for _, w := range d.Windows {
@@ -490,7 +490,7 @@ func (e *Engine) process(k *kind, key uint64, c *evctx, v *Vector, record bool) 
 			sp.output(v, o.slot, o.agg, a, s)
 		}
 		for _, o := range sp.anom {
-			a, _ := sp.at(b, B, o.win)
+			a := sp.aggAt(b, B, o.win)
 			if pass && rec {
 				a.sub(one(val)) // history: without this event
 			}

@@ -445,33 +445,40 @@ func (p *seriesPlan) at(b []uint64, B int64, j int) (agg, span) {
 	if b == nil {
 		return agg{}, emptySpan()
 	}
+	a := p.aggAt(b, B, j)
+	switch anchor := anchorOf(b); {
+	case !p.mm:
+		return a, span{}
+	case B == anchor:
+		return a, p.loadSpan(p.win(b, j))
+	default:
+		return a, p.spanAt(b, anchor, B, j)
+	}
+}
+
+// aggAt is at without the span (anomaly features read only counts and sums).
+func (p *seriesPlan) aggAt(b []uint64, B int64, j int) agg {
+	if b == nil {
+		return agg{}
+	}
 	anchor, wl := anchorOf(b), p.wins[j]
-	if B == anchor {
-		w := p.win(b, j)
-		if p.mm {
-			return p.load(w), p.loadSpan(w)
-		}
-		return p.load(w), span{}
-	}
-	var s span
-	if p.mm {
-		s = p.spanAt(b, anchor, B, j)
-	}
 	a := p.load(p.win(b, j))
-	if B < anchor {
+	switch {
+	case B == anchor:
+		return a
+	case B < anchor:
 		// (B-wl, B] = (anchor-wl, anchor] + (B-wl, anchor-wl] - (B, anchor],
 		// adding first so that no count goes below zero.
 		older := p.rangeAgg(b, B-wl, anchor-wl)
 		newer := p.rangeAgg(b, B, anchor)
 		a.add(older)
 		a.sub(newer)
-		return a, s
-	}
-	if B-wl >= anchor {
-		return agg{}, s
+		return a
+	case B-wl >= anchor:
+		return agg{}
 	}
 	a.sub(p.rangeAgg(b, anchor-wl, B-wl))
-	return a, s
+	return a
 }
 
 // spanAt is window j's span over (B-wl, B] for a B other than the anchor:

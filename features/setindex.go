@@ -9,13 +9,16 @@ import "slices"
 // newest time. Without it, recording a value and counting a window scan
 // every value: fine for the few values most entities hold, a cost that
 // grows with the set on busy ones. A set builds its index when it grows
-// past indexFrom values and keeps it until it empties.
+// past setPlan.indexFrom values and drops it (moving its values into storage of
+// their size) when pruning leaves half as many.
 //
 // A value is inside window j (length w) when its latest occurrence is
 // after newest-w. Recording in order (t ≥ newest) first moves every
 // window to t (values leave from the front of the order), then moves the
 // value to the back; a late occurrence moves it back to its place in time
-// order (a short walk: later values are within the lateness).
+// order (a short walk: later values are within the lateness). A count at a
+// late time reads the values between the two times and the two window
+// starts only (countIndexedLate).
 type setIndex struct {
 	table []int32    // slot+1; 0 empty, -1 deleted; linear probing on the value's hash
 	used  int        // table entries that are not empty (live or deleted)
@@ -34,9 +37,9 @@ type setCount struct {
 	n     int32 // live values inside the window
 }
 
-// indexFrom is the set size from which a set keeps a setIndex (the plan's
-// indexFrom; tests set it higher to compare with the scans).
-const indexFrom = 32
+// defaultIndexFrom is the set size from which a set keeps a setIndex
+// (setPlan.indexFrom; tests change it to compare with the scans).
+const defaultIndexFrom = 32
 
 // buildIndex indexes s's live values (every slot of vals live or free).
 func (p *setPlan) buildIndex(s *valueSet) {
@@ -301,4 +304,76 @@ func (p *setPlan) touchIndexed(s *valueSet, t uint32, h uint64) (prev uint32, i 
 	ix.enter(s.vals, i)
 	p.moved(s, i, 0)
 	return 0, i
+}
+
+// unindex drops the index of a set pruned down to a few values and moves
+// them into storage of their size (the slots of recent occurrences follow
+// their values).
+func (p *setPlan) unindex(s *valueSet) {
+	old := s.vals
+	if s.live <= setInline {
+		s.vals = s.inline[:0:setInline]
+	} else {
+		s.vals = make([]setVal, 0, 2*s.live)
+	}
+	for i := s.ix.head; i >= 0; i = s.ix.link[i].next {
+		s.vals = append(s.vals, old[i])
+	}
+	for k := s.rhead; k < len(s.recent); k++ {
+		o := &s.recent[k]
+		h := old[o.vi].h
+		for j := range s.vals {
+			if s.vals[j].h == h {
+				o.vi = uint32(j)
+				break
+			}
+		}
+	}
+	s.ix = nil
+}
+
+// countIndexedLate is window j's distinct count at a late anchor t before
+// ix.at, as the scan in count finds it: the values whose latest occurrence
+// is after lo = t-w (the window's count at ix.at, plus the values between
+// the two window starts, read from the order), less those touched after t
+// that have no occurrence in (lo, t] (settled or recent). Only the values
+// touched between the two anchors and the two window starts are read.
+func (p *setPlan) countIndexedLate(s *valueSet, t uint32, j int, h uint64, hasExtra bool) int {
+	ix := s.ix
+	lo := int64(t) - p.wins[j]
+	n := int(ix.wins[j].n)
+	i := ix.tail
+	if f := ix.wins[j].first; f >= 0 {
+		i = ix.link[f].prev
+	}
+	for ; i >= 0 && int64(s.vals[i].last) > lo; i = ix.link[i].prev {
+		n++
+	}
+	var in [MaxExactUpTo/64 + 1]uint64 // slots with a recent occurrence in (lo, t]
+	for _, o := range s.recent[s.rhead:] {
+		if o.t > t {
+			break
+		}
+		if int64(o.t) > lo {
+			in[o.vi>>6] |= 1 << (o.vi & 63)
+		}
+	}
+	inRange := func(i int32) bool {
+		v := &s.vals[i]
+		if v.last <= t {
+			return int64(v.last) > lo
+		}
+		return (v.settled != 0 && v.settled <= t && int64(v.settled) > lo) || in[i>>6]&(1<<(i&63)) != 0
+	}
+	for i := ix.tail; i >= 0 && s.vals[i].last > t; i = ix.link[i].prev {
+		if !inRange(i) {
+			n--
+		}
+	}
+	if hasExtra {
+		if i := ix.lookup(s.vals, h); i < 0 || !inRange(i) {
+			n++
+		}
+	}
+	return n
 }

@@ -18,28 +18,37 @@ import (
 // the order the index keeps. (The brute-force property test checks exact
 // sets against a reference; this one covers sketch mode, which has no
 // exact reference.) Event times are distinct seconds, so "least recently
-// seen" is never a tie the two may break differently.
+// seen" is never a tie the two may break differently; with late, some
+// events are up to the lateness (5 min) behind, a few beyond it. Sets that
+// idle for days are pruned down and drop their index.
 func TestSetIndexMatchesScans(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		defs string
-	}{
-		{"exact", `
+	const exact = `
 features:
   - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [10m, 1h, 24h], exact_up_to: 4096}
   - {name: f, entity: card.token, aggregate: distinct, field: merchant.id, filter: 'channel == "ecommerce"', windows: [1h], exact_up_to: 4096}
-`},
-		{"sketch", `
+`
+	const sketch = `
 features:
   - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [10m, 1h, 24h], exact_up_to: 48, precision: 8}
   - {name: f, entity: card.token, aggregate: distinct, field: merchant.id, filter: 'channel == "ecommerce"', windows: [1h], exact_up_to: 40}
-`},
+`
+	for _, tc := range []struct {
+		name string
+		defs string
+		late bool
+	}{
+		{"exact", exact, false}, {"exact/late", exact, true},
+		{"sketch", sketch, false}, {"sketch/late", sketch, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			evs := indexStream(20_000)
+			evs := indexStream(20_000, tc.late)
+			lateness := time.Duration(-1)
+			if tc.late {
+				lateness = 5 * time.Minute
+			}
 			var seed *Engine // both engines hash values alike
 			run := func(index bool) [][]any {
-				e := mustEngine(t, tc.defs, Options{Lateness: -1})
+				e := mustEngine(t, tc.defs, Options{Lateness: lateness})
 				if seed == nil {
 					seed = e
 				}
@@ -75,7 +84,7 @@ features:
 					}
 					out = append(out, row)
 				}
-				if index && tc.name == "sketch" && e.Stats().Sketches == 0 {
+				if index && tc.defs == sketch && e.Stats().Sketches == 0 {
 					t.Fatal("no set reached sketch mode")
 				}
 				return out
@@ -91,23 +100,39 @@ features:
 }
 
 // indexStream: three cards, hundreds of merchants each, events at distinct
-// seconds 1–60 s apart with idle days (windows and sets empty out).
-func indexStream(n int) []*event.Event {
+// seconds 2–60 s apart with idle days (windows and sets empty out); with
+// late, an event in six is behind the newest by up to 5 min, one in sixty
+// by more (late events at odd seconds, never one already used).
+func indexStream(n int, late bool) []*event.Event {
 	rng := rand.New(rand.NewPCG(11, 3))
 	at := t0
+	used := map[time.Time]bool{}
 	var evs []*event.Event
 	for i := range n {
-		at = at.Add(time.Duration(1+rng.IntN(60)) * time.Second)
+		at = at.Add(time.Duration(2+2*rng.IntN(30)) * time.Second)
 		if i%5000 == 4999 {
 			at = at.Add(3 * Day)
 		}
+		et := at
+		if late {
+			switch r := rng.IntN(60); {
+			case r < 10:
+				et = at.Add(-time.Duration(1+2*rng.IntN(150)) * time.Second)
+			case r < 11:
+				et = at.Add(-time.Duration(301+2*rng.IntN(300)) * time.Second)
+			}
+			for used[et] {
+				et = et.Add(-2 * time.Second)
+			}
+		}
+		used[et] = true
 		ch := "pos"
 		if rng.IntN(2) == 0 {
 			ch = "ecommerce"
 		}
 		pool := 40 + 400*(i/2500%2) // stretches of few and of many merchants
 		evs = append(evs, &event.Event{
-			ID: fmt.Sprint(i), Time: at, Amount: 100, Currency: "USD", Channel: ch,
+			ID: fmt.Sprint(i), Time: et, Amount: 100, Currency: "USD", Channel: ch,
 			Card:     event.Card{Token: fmt.Sprint("tok_", rng.IntN(3))},
 			Merchant: event.Merchant{ID: fmt.Sprint("m_", rng.IntN(pool))},
 		})
@@ -175,4 +200,33 @@ func (p *setPlan) checkIndex(s *valueSet) error {
 		}
 	}
 	return nil
+}
+
+// TestSetIndexDroppedWhenPruned: a set that held many values and is pruned
+// down to a few gives its index and its large storage back.
+func TestSetIndexDroppedWhenPruned(t *testing.T) {
+	e := mustEngine(t, `
+features:
+  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}
+`, Options{})
+	v := NewVector(e.Schema())
+	card := event.Card{Token: "c"}
+	for i := range 400 {
+		e.Observe(&event.Event{Time: t0.Add(time.Duration(i) * time.Second), Card: card, Merchant: event.Merchant{ID: fmt.Sprint(i)}}, v)
+	}
+	set := func() *valueSet {
+		k := e.kinds[0]
+		key, _ := k.key.of(&evctx{ev: &event.Event{Card: card}})
+		return k.shardOf(key).t.get(key).x.set(0)
+	}
+	if s := set(); s.ix == nil || s.live != 400 {
+		t.Fatalf("400 values: index %v, %d live", s.ix != nil, s.live)
+	}
+	e.Observe(&event.Event{Time: t0.Add(10 * Day), Card: card, Merchant: event.Merchant{ID: "x"}}, v)
+	if s := set(); s.ix != nil || s.live != 1 || cap(s.vals) > setInline {
+		t.Fatalf("pruned to %d: index %v, capacity %d", s.live, s.ix != nil, cap(s.vals))
+	}
+	if d, _ := num(t, e, v, "d_1h"); d != 1 {
+		t.Fatalf("d_1h = %v, want 1", d)
+	}
 }
