@@ -154,7 +154,7 @@ func (p *setPlan) count(s *valueSet, t uint32, j int, h uint64, hasExtra bool) i
 // record adds an occurrence of h at t.
 func (p *setPlan) record(s *valueSet, t uint32, h uint64) {
 	if s.sk != nil {
-		prev := p.remember(s, t, h)
+		prev, _ := p.touch(s, t, h)
 		s.sk.insert(t, h, prev)
 		if t > s.newest {
 			s.newest = t
@@ -168,7 +168,7 @@ func (p *setPlan) record(s *valueSet, t uint32, h uint64) {
 		}
 		return
 	}
-	i := p.touch(s, t, h)
+	_, i := p.touch(s, t, h)
 	if p.lateness > 0 {
 		if int64(t) <= int64(s.newest)-p.lateness {
 			s.vals[i].settled = max(s.vals[i].settled, t)
@@ -191,11 +191,13 @@ func (p *setPlan) record(s *valueSet, t uint32, h uint64) {
 	}
 }
 
-// touch records h at t among an exact set's values and returns its slot.
-func (p *setPlan) touch(s *valueSet, t uint32, h uint64) int {
+// touch records h at t among the set's values — in sketch mode a full set
+// first forgets its least recently seen one — and returns h's previous
+// latest occurrence (0: a new value) and its slot.
+func (p *setPlan) touch(s *valueSet, t uint32, h uint64) (prev uint32, i int) {
 	if s.ix != nil {
-		_, i := p.touchIndexed(s, t, h)
-		return int(i)
+		prev, j := p.touchIndexed(s, t, h)
+		return prev, int(j)
 	}
 	i, free := -1, -1
 	for j := range s.vals {
@@ -211,19 +213,21 @@ func (p *setPlan) touch(s *valueSet, t uint32, h uint64) int {
 			break
 		}
 	}
-	switch {
-	case i >= 0:
-		s.vals[i].last = max(s.vals[i].last, t)
-	case free >= 0:
-		i = free
-		s.vals[i] = setVal{h: h, last: t}
-		s.live++
-	default:
-		s.vals = append(s.vals, setVal{h: h, last: t})
-		i = len(s.vals) - 1
-		s.live++
+	if i >= 0 {
+		prev = s.vals[i].last
+		s.vals[i].last = max(prev, t)
+		return prev, i
 	}
-	return i
+	if s.sk != nil && s.live >= p.exactUpTo {
+		free = p.forget(s)
+	}
+	if free < 0 {
+		s.vals = append(s.vals, setVal{})
+		free = len(s.vals) - 1
+	}
+	s.vals[free] = setVal{h: h, last: t}
+	s.live++
+	return 0, free
 }
 
 // addRecent inserts o in time order (at the end for an event in order).
@@ -305,41 +309,6 @@ func (p *setPlan) toSketch(s *valueSet) {
 	for s.live > p.exactUpTo {
 		p.forget(s)
 	}
-}
-
-// remember records h at t among the values a sketch-mode set keeps,
-// forgetting the least recently seen one if it is full, and returns h's
-// previous latest occurrence (0: not remembered).
-func (p *setPlan) remember(s *valueSet, t uint32, h uint64) (prev uint32) {
-	if s.ix != nil {
-		prev, _ = p.touchIndexed(s, t, h)
-		return prev
-	}
-	free := -1
-	for j := range s.vals {
-		v := &s.vals[j]
-		if v.last == 0 {
-			if free < 0 {
-				free = j
-			}
-			continue
-		}
-		if v.h == h {
-			prev = v.last
-			v.last = max(v.last, t)
-			return prev
-		}
-	}
-	if s.live >= p.exactUpTo {
-		free = p.forget(s)
-	}
-	if free < 0 {
-		s.vals = append(s.vals, setVal{})
-		free = len(s.vals) - 1
-	}
-	s.vals[free] = setVal{h: h, last: t}
-	s.live++
-	return 0
 }
 
 // forget drops the least recently seen value and returns its slot (an

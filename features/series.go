@@ -163,22 +163,35 @@ func (p *seriesPlan) setTies(ww []uint64, lo, hi uint32) {
 // enter updates window ww's span and ties for one of its buckets whose span
 // grew from old to cur (old is empty for a bucket just opened).
 func (p *seriesPlan) enter(ww []uint64, old, cur span) {
-	ws := p.loadSpan(ww)
-	lo, hi := p.ties(ww)
+	t := tied{s: p.loadSpan(ww)}
+	t.lo, t.hi = p.ties(ww)
+	t.grow(old, cur)
+	p.storeSpan(ww, t.s)
+	p.setTies(ww, t.lo, t.hi)
+}
+
+// tied is the span of some buckets and how many of them hold its least
+// (lo) and greatest (hi) value.
+type tied struct {
+	s      span
+	lo, hi uint32
+}
+
+// grow accounts for one of the buckets whose span grew from old to cur
+// (old is empty for a bucket not counted yet).
+func (t *tied) grow(old, cur span) {
 	switch {
-	case cur.min < ws.min:
-		ws.min, lo = cur.min, 1
-	case cur.min == ws.min && old.min > cur.min:
-		lo++
+	case cur.min < t.s.min:
+		t.s.min, t.lo = cur.min, 1
+	case cur.min == t.s.min && old.min > cur.min:
+		t.lo++
 	}
 	switch {
-	case cur.max > ws.max:
-		ws.max, hi = cur.max, 1
-	case cur.max == ws.max && old.max < cur.max:
-		hi++
+	case cur.max > t.s.max:
+		t.s.max, t.hi = cur.max, 1
+	case cur.max == t.s.max && old.max < cur.max:
+		t.hi++
 	}
-	p.storeSpan(ww, ws)
-	p.setTies(ww, lo, hi)
 }
 
 // extremes returns the span of the buckets numbered in (lo, hi] and how
@@ -192,28 +205,16 @@ func (p *seriesPlan) extremes(b []uint64, lo, hi int64) (s span, nlo, nhi uint32
 
 // extremesFrom is extremes over the buckets from index i numbered up to hi.
 func (p *seriesPlan) extremesFrom(b []uint64, i int, hi int64) (s span, nlo, nhi uint32) {
-	s = emptySpan()
+	t := tied{s: emptySpan()}
 	_, n := hn(b)
 	for ; i < n; i++ {
 		w := p.bucket(b, i)
 		if bnum(w) > hi {
 			break
 		}
-		x := p.loadSpan(w)
-		switch {
-		case x.min < s.min:
-			s.min, nlo = x.min, 1
-		case x.min == s.min:
-			nlo++
-		}
-		switch {
-		case x.max > s.max:
-			s.max, nhi = x.max, 1
-		case x.max == s.max:
-			nhi++
-		}
+		t.grow(emptySpan(), p.loadSpan(w))
 	}
-	return s, nlo, nhi
+	return t.s, t.lo, t.hi
 }
 
 func hn(b []uint64) (head, n int) { return int(uint32(b[0])), int(b[0] >> 32) }
