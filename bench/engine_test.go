@@ -104,6 +104,32 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeLoadgen decodes the richer events of vigil produce
+// (device attributes, billing and shipping blocks): the decoding part of
+// BenchmarkKafkaThroughput without Kafka.
+func BenchmarkDecodeLoadgen(b *testing.B) {
+	g, err := loadgen.NewGenerator(loadgen.Config{Seed: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msgs := make([][]byte, 1<<12)
+	size := 0
+	t := benchStart
+	for i := range msgs {
+		t = t.Add(10 * time.Millisecond)
+		msgs[i] = g.Next(t).JSON
+		size += len(msgs[i])
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(size / len(msgs)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := event.Decode(msgs[i%len(msgs)], time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkHTTPScore measures POST /v1/score through net/http (in-process
 // server on loopback), one request at a time.
 func BenchmarkHTTPScore(b *testing.B) {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,7 +38,8 @@ import (
 //
 // VIGIL_BENCH_EVENTS sets the events of the throughput run (default
 // 300000); VIGIL_BENCH_RATE and VIGIL_BENCH_SECONDS the latency run's
-// rate and length (default 10000/s for 20 s).
+// rate and length (default 10000/s for 20 s); VIGIL_BENCH_CPUPROFILE a file
+// for a CPU profile of the throughput run's measured phase.
 
 func benchKafka(b *testing.B) string {
 	addr := os.Getenv("VIGIL_TEST_KAFKA")
@@ -139,6 +141,7 @@ func BenchmarkKafkaThroughput(b *testing.B) {
 	b.ResetTimer()
 	t1 := time.Now()
 	cpu0, broker0 := processCPU(), brokerCPU()
+	stopProfile := profileCPU(b)
 	_, reg, stop := startBenchConsumer(b, c)
 	defer stop()
 	deadline := time.Now().Add(10 * time.Minute)
@@ -150,6 +153,7 @@ func BenchmarkKafkaThroughput(b *testing.B) {
 	}
 	el := time.Since(t1)
 	cpu, broker := processCPU()-cpu0, brokerCPU()-broker0
+	stopProfile()
 	b.StopTimer()
 	b.ReportMetric(float64(n)/el.Seconds(), "events/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "vigil-cpu-us/event")
@@ -270,6 +274,23 @@ func BenchmarkKafkaPassThrough(b *testing.B) {
 }
 
 // processCPU is this process's user+system CPU time.
+// profileCPU writes a CPU profile of the measured phase (not of the
+// backlog's production) to $VIGIL_BENCH_CPUPROFILE when it is set.
+func profileCPU(b *testing.B) (stop func()) {
+	path := os.Getenv("VIGIL_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
 func processCPU() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)

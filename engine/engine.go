@@ -100,7 +100,7 @@ func (e *Engine) RulesetChanged(old, cur *rules.Set) {
 		e.metrics.rulesetInfo.DeleteLabelValues(old.Version, old.Label)
 	}
 	e.metrics.rulesetInfo.WithLabelValues(cur.Version, cur.Label).Set(1)
-	e.reads.Store(newReadSet(cur))
+	e.reads.Store(newReadSet(cur, e.metrics))
 }
 
 // Score decides one validated event. An id scored before (within the
@@ -161,6 +161,10 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	}
 	s := e.scratch.Get().(*scratch)
 	set := e.rules.Current()
+	rs := e.reads.Load()
+	if rs.set != set { // a reload raced this scoring (or RulesetChanged is to come)
+		rs = &readSet{set: set, version: set.VersionString()}
+	}
 	e.features.Observe(ev, s.vec)
 	s.env.Set(ev, s.vec)
 	s.eval.Evaluate(set, &s.env, &s.res)
@@ -169,12 +173,12 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 		Decision: s.res.Decision,
 		Score:    s.res.Score,
 		Reasons:  make([]Reason, len(s.res.Hits)),
-		Ruleset:  set.VersionString(),
+		Ruleset:  rs.version,
 	}
 	for i, h := range s.res.Hits {
 		d.Reasons[i] = Reason{Rule: h.Rule, Code: h.Code, Message: h.Message}
 	}
-	e.record(&s.res)
+	e.record(rs, &s.res)
 	out := *d // the caller's copy; d itself is immutable once published
 	if explain {
 		out.Explain = e.explain(set, s)
@@ -202,19 +206,19 @@ func (e *Engine) emit(s *scratch) {
 	s.sig = pendingSignal{}
 	rs := e.reads.Load()
 	if rs.set != p.set {
-		rs = newReadSet(p.set) // a reload raced this scoring
+		rs = newReadSet(p.set, nil) // a reload raced this scoring
 	}
 	e.sink.Put(rs.record(p.ev, p.d, &s.res, s.vec, e.features.Schema(), p.source, p.decidedAt))
 	e.scratch.Put(s)
 }
 
-func (e *Engine) record(res *rules.Result) {
+func (e *Engine) record(rs *readSet, res *rules.Result) {
 	e.metrics.decisionByName[string(res.Decision)].Inc()
-	for _, h := range res.Hits {
-		e.metrics.ruleHits.WithLabelValues(h.Rule, "yes").Inc()
+	for i := range res.Hits {
+		e.metrics.hit(rs.hits, &res.Hits[i])
 	}
-	for _, h := range res.Ignored {
-		e.metrics.ruleHits.WithLabelValues(h.Rule, h.Excluded).Inc()
+	for i := range res.Ignored {
+		e.metrics.hit(rs.hits, &res.Ignored[i])
 	}
 	for _, msg := range res.Errors {
 		rule, _, _ := cut(msg, ':')

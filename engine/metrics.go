@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"cmp"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/vigil-fraud/vigil/rules"
 )
 
 // Metrics are the engine's Prometheus metrics, registered on their own
@@ -51,4 +55,46 @@ func NewMetrics() *Metrics {
 	m.rulesetInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vigil_ruleset_info", Help: "The live ruleset (value 1)."}, []string{"version", "label"})
 	f(m.rulesetInfo)
 	return m
+}
+
+// ruleCounters are one rule's hit counters, looked up once per ruleset
+// instead of by label values on every hit.
+type ruleCounters struct {
+	yes, shadow, rollout prometheus.Counter
+}
+
+// ruleCountersOf returns the hit counters of set's rules by name. The
+// series of every rule exist from the ruleset's load on (at 0 until it
+// fires), so a dashboard lists the rules that never fire too.
+func (m *Metrics) ruleCountersOf(set *rules.Set) map[string]ruleCounters {
+	out := make(map[string]ruleCounters, len(set.Rules))
+	for _, r := range set.Rules {
+		c := ruleCounters{yes: m.ruleHits.WithLabelValues(r.Name, "yes")}
+		if r.Mode == rules.Shadow {
+			c.shadow = m.ruleHits.WithLabelValues(r.Name, rules.ExcludedShadow)
+		}
+		if r.Rollout != nil {
+			c.rollout = m.ruleHits.WithLabelValues(r.Name, rules.ExcludedRollout)
+		}
+		out[r.Name] = c
+	}
+	return out
+}
+
+// hit counts a hit of a rule: counted (excluded empty) or why not.
+func (m *Metrics) hit(counters map[string]ruleCounters, h *rules.Hit) {
+	c := counters[h.Rule]
+	var ctr prometheus.Counter
+	switch h.Excluded {
+	case "":
+		ctr = c.yes
+	case rules.ExcludedShadow:
+		ctr = c.shadow
+	case rules.ExcludedRollout:
+		ctr = c.rollout
+	}
+	if ctr == nil { // a rule of another ruleset (a reload raced the scoring)
+		ctr = m.ruleHits.WithLabelValues(h.Rule, cmp.Or(h.Excluded, "yes"))
+	}
+	ctr.Inc()
 }

@@ -86,16 +86,24 @@ type Sink interface {
 	Put(*Record)
 }
 
-// readSet is the list of feature slots a ruleset's rules read, computed
-// once per ruleset.
+// readSet is what scoring needs of a ruleset beyond its rules, computed
+// once per ruleset: the feature slots its rules read, its version string
+// and its rules' hit counters.
 type readSet struct {
-	set   *rules.Set
-	names []string
-	slots []int
+	set     *rules.Set
+	names   []string
+	slots   []int
+	version string
+	hits    map[string]ruleCounters // nil without metrics
 }
 
-func newReadSet(set *rules.Set) *readSet {
-	rs := &readSet{set: set}
+// newReadSet computes the read set of a ruleset; m may be nil (no
+// counters).
+func newReadSet(set *rules.Set, m *Metrics) *readSet {
+	rs := &readSet{set: set, version: set.VersionString()}
+	if m != nil {
+		rs.hits = m.ruleCountersOf(set)
+	}
 	seen := map[string]bool{}
 	for _, r := range set.Rules {
 		for _, f := range r.Features {

@@ -1,0 +1,86 @@
+package engine
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-fraud/vigil/features"
+	"github.com/vigil-fraud/vigil/rules"
+)
+
+const hitRules = `
+rules:
+  - {name: big, when: "amount >= 100", action: step_up, score: 40, reason: BIG}
+  - {name: big_shadow, when: "amount >= 100", action: pause, score: 100, reason: BIG_SHADOW, mode: shadow}
+  - {name: big_off, when: "amount >= 100", action: pause, score: 100, reason: BIG_OFF, rollout: 0}
+  - {name: never, when: "amount < 0", action: pause, score: 100, reason: NEVER}
+`
+
+// TestRuleHitCounters: every rule of a loaded ruleset has its counter
+// from the start, and hits count as counted, shadow or out of rollout,
+// also when a reload races the scoring (a rule the engine has no counter
+// for yet).
+func TestRuleHitCounters(t *testing.T) {
+	f, err := features.Parse(features.DefaultFileName, features.DefaultFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe, err := features.New(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.Compile([]rules.Source{{Name: "hits.yaml", Data: []byte(hitRules)}}, fe.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr := rules.NewManager(set)
+	e, err := New(fe, mgr, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := e.metrics.ruleHits
+	want := func(step string, rule, counted string, n float64) {
+		t.Helper()
+		if got := testutil.ToFloat64(hits.WithLabelValues(rule, counted)); got != n {
+			t.Errorf("%s: vigil_rule_hits_total{rule=%q,counted=%q} = %v, want %v", step, rule, counted, got, n)
+		}
+	}
+	if n := testutil.CollectAndCount(hits); n != 6 { // 4 rules counted=yes, 1 shadow, 1 rollout
+		t.Errorf("series after load: %d, want 6", n)
+	}
+	want("load", "never", "yes", 0)
+	score := func(id string, amount string) {
+		t.Helper()
+		ev := mustEvent(t, `{"id":"`+id+`","amount":`+amount+`,"currency":"USD","card":{"token":"tok_1"}}`)
+		if _, err := e.Score(context.Background(), ev, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	score("a", "50000")
+	score("b", "50")
+	score("c", "20000")
+	want("scored", "big", "yes", 2)
+	want("scored", "big_shadow", "shadow", 2)
+	want("scored", "big_off", "rollout", 2)
+	want("scored", "never", "yes", 0)
+
+	// A new ruleset swapped in without RulesetChanged (as between the
+	// manager's swap and its hook): its rules are counted all the same.
+	renamed := strings.ReplaceAll(hitRules, "name: big", "name: large")
+	_, set2, err := mgr.Load([]rules.Source{{Name: "hits.yaml", Data: []byte(renamed)}}, fe.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	score("d", "30000")
+	want("raced", "large", "yes", 1)
+	want("raced", "large_shadow", "shadow", 1)
+	want("raced", "large_off", "rollout", 1)
+	want("raced", "big", "yes", 2)
+	e.RulesetChanged(set, set2)
+	score("e", "30000")
+	want("after hook", "large", "yes", 2)
+	want("after hook", "large_shadow", "shadow", 2)
+}
