@@ -13,8 +13,16 @@ import (
 // holds maxEntries newer ones, whichever comes first; scoring the same id
 // after that counts it again. Concurrent scorings of one id wait for the
 // first.
+//
+// The store holds up to millions of decisions for a day, so it holds them
+// without pointers (the garbage collector does not scan it): an id is
+// known by two 64-bit hashes (a map from the first to the entry's slot,
+// the second checked in the slot), and each decision is encoded in a byte
+// ring in the order the slots are, so that expiring the oldest frees the
+// oldest bytes. Only ids being scored right now have an object
+// (recentEntry), for their waiters.
 type recentDecisions struct {
-	seed      maphash.Seed
+	seeds     [2]maphash.Seed
 	retention time.Duration
 	perShard  int
 	shards    [recentShards]recentShard
@@ -23,37 +31,45 @@ type recentDecisions struct {
 const recentShards = 64
 
 type recentShard struct {
-	mu    sync.Mutex
-	m     map[string]*recentEntry
-	order []recentSlot // FIFO ring in insertion order
-	head  int          // index of the oldest slot in order
-	n     int          // slots in order
+	mu      sync.Mutex
+	m       map[uint64]uint64       // id hash → seq of its slot
+	pending map[uint64]*recentEntry // ids being scored, by id hash
+	order   []recentSlot            // FIFO ring in the order decisions were finished
+	head    int                     // index of the oldest slot in order
+	n       int                     // slots in order
+	next    uint64                  // seq of the next slot; the oldest is next-n
+	arena   recentArena
+	scratch []byte // encoding buffer
 }
 
-// recentSlot is an id in the insertion-order ring, with its entry and the
-// entry's creation time: expiring the oldest ids needs no map lookup, and a
-// slot only ever removes its own entry (an id abandoned and claimed again
-// has two slots).
+// recentSlot is one remembered decision: the id's hashes, its content
+// digest and claim time, and where its encoded decision is in the arena.
 type recentSlot struct {
-	id      string
-	e       *recentEntry
-	created time.Time
+	key, check uint64
+	digest     uint64
+	created    int64 // unix ns
+	off, size  uint32
 }
 
-// recentEntry is one remembered scoring. Its state is guarded by its
-// shard's lock; digest never changes.
+// recentEntry is a claim handed to the scorer and to concurrent scorers
+// of the same id. Its state is guarded by its shard's lock; digest never
+// changes.
 type recentEntry struct {
-	shard   *recentShard
-	digest  uint64 // of the event's content, to detect a reused id
-	done    bool   // finished or abandoned
-	d       *Decision
-	waiters chan struct{} // made by the first waiter while not done, closed when done
+	shard      *recentShard
+	digest     uint64 // of the event's content, to detect a reused id
+	key, check uint64
+	created    int64
+	done       bool // finished or abandoned
+	d          *Decision
+	waiters    chan struct{} // made by the first waiter while not done, closed when done
 }
 
 func newRecentDecisions(retention time.Duration, maxEntries int) *recentDecisions {
-	r := &recentDecisions{seed: maphash.MakeSeed(), retention: retention, perShard: max(1, maxEntries/recentShards)}
+	r := &recentDecisions{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		retention: retention, perShard: max(1, maxEntries/recentShards)}
 	for i := range r.shards {
-		r.shards[i].m = map[string]*recentEntry{}
+		r.shards[i].m = map[uint64]uint64{}
+		r.shards[i].pending = map[uint64]*recentEntry{}
 	}
 	return r
 }
@@ -61,35 +77,52 @@ func newRecentDecisions(retention time.Duration, maxEntries int) *recentDecision
 // claim returns the entry of id. first is true when the caller must score
 // the event and then call finish (or abandon); otherwise the caller waits on
 // the entry with wait.
+//
+// Two different ids share both 64-bit hashes with a chance of 2^-128; if
+// only the first matches (2^-64 per pair), the newer id replaces the older
+// one, which is then forgotten early.
 func (r *recentDecisions) claim(id string, digest uint64, now time.Time) (e *recentEntry, first bool) {
-	s := &r.shards[maphash.String(r.seed, id)%recentShards]
+	key, check := maphash.String(r.seeds[0], id), maphash.String(r.seeds[1], id)
+	s := &r.shards[key%recentShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire(now, r.retention)
-	if e := s.m[id]; e != nil {
+	if e := s.pending[key]; e != nil && e.check == check {
 		return e, false
 	}
-	e = &recentEntry{shard: s, digest: digest}
-	s.m[id] = e
-	s.push(recentSlot{id: id, e: e, created: now}, r.perShard)
+	if seq, ok := s.m[key]; ok {
+		if sl := s.slot(seq); sl.check == check {
+			return &recentEntry{shard: s, digest: sl.digest, key: key, check: check, done: true,
+				d: decodeDecision(id, s.arena.bytes(sl.off, sl.size))}, false
+		}
+	}
+	e = &recentEntry{shard: s, digest: digest, key: key, check: check, created: now.UnixNano()}
+	s.pending[key] = e
 	return e, true
 }
 
-// finish publishes the decision of a claimed entry, waking its waiters.
+// finish publishes the decision of a claimed entry, waking its waiters,
+// and remembers it.
 func (r *recentDecisions) finish(e *recentEntry, d *Decision) {
-	e.shard.mu.Lock()
-	e.d = d
-	e.settle()
-	e.shard.mu.Unlock()
-}
-
-// abandon removes a claimed entry whose scoring failed, waking waiters
-// (they get no decision).
-func (r *recentDecisions) abandon(id string, e *recentEntry) {
 	s := e.shard
 	s.mu.Lock()
-	if s.m[id] == e {
-		delete(s.m, id)
+	if s.pending[e.key] == e {
+		delete(s.pending, e.key)
+	}
+	s.scratch = appendDecision(s.scratch[:0], d)
+	s.push(e, r.perShard)
+	e.d = d
+	e.settle()
+	s.mu.Unlock()
+}
+
+// abandon forgets a claimed entry whose scoring failed, waking waiters
+// (they get no decision).
+func (r *recentDecisions) abandon(e *recentEntry) {
+	s := e.shard
+	s.mu.Lock()
+	if s.pending[e.key] == e {
+		delete(s.pending, e.key)
 	}
 	e.settle()
 	s.mu.Unlock()
@@ -129,7 +162,14 @@ func (e *recentEntry) wait(ctx context.Context) (*Decision, error) {
 	}
 }
 
-func (s *recentShard) push(slot recentSlot, limit int) {
+// slot returns the slot of a live seq.
+func (s *recentShard) slot(seq uint64) *recentSlot {
+	oldest := s.next - uint64(s.n)
+	return &s.order[(s.head+int(seq-oldest))%len(s.order)]
+}
+
+// push remembers e's decision, encoded in s.scratch, as the newest slot.
+func (s *recentShard) push(e *recentEntry, limit int) {
 	if s.n >= limit {
 		s.evictOldest()
 	}
@@ -140,36 +180,98 @@ func (s *recentShard) push(slot recentSlot, limit int) {
 		}
 		s.order, s.head = grown, 0
 	}
-	s.order[(s.head+s.n)%len(s.order)] = slot
+	i := (s.head + s.n) % len(s.order)
+	s.order[i] = recentSlot{key: e.key, check: e.check, digest: e.digest, created: e.created}
 	s.n++
+	off := s.arena.put(s.scratch, s)
+	s.order[i].off, s.order[i].size = off, uint32(len(s.scratch))
+	s.m[e.key] = s.next
+	s.next++
 }
 
-// evictOldest forgets the oldest id. An id still being scored is forgotten
-// too (its scorer and waiters hold the entry): that only happens when the
-// store is far too small for the traffic.
+// evictOldest forgets the oldest decision.
 func (s *recentShard) evictOldest() {
-	slot := s.order[s.head]
-	s.order[s.head] = recentSlot{}
+	sl := s.order[s.head]
+	oldest := s.next - uint64(s.n)
+	if seq, ok := s.m[sl.key]; ok && seq == oldest {
+		delete(s.m, sl.key)
+	}
 	s.head = (s.head + 1) % len(s.order)
 	s.n--
-	if s.m[slot.id] == slot.e {
-		delete(s.m, slot.id)
+	if s.n == 0 {
+		s.arena.start, s.arena.end = 0, 0
+	} else {
+		s.arena.start = int(s.order[s.head].off)
 	}
 }
 
 func (s *recentShard) expire(now time.Time, retention time.Duration) {
-	for s.n > 0 && now.Sub(s.order[s.head].created) >= retention {
+	limit := now.Add(-retention).UnixNano()
+	for s.n > 0 && s.order[s.head].created <= limit {
 		s.evictOldest()
 	}
 }
 
-// size returns the number of remembered decisions.
+// recentArena is a byte ring holding the encoded decisions of a shard's
+// slots, in slot order: [start, end) when end >= start, else [start,
+// len(buf)) and [0, end). A record never wraps: one that does not fit
+// before the end of buf goes to its start.
+type recentArena struct {
+	buf        []byte
+	start, end int
+}
+
+func (a *recentArena) bytes(off, size uint32) []byte { return a.buf[off : off+size] }
+
+// put stores rec (the newest slot of s, not yet placed, is the last of
+// s's n slots) and returns its offset; it grows the ring when rec does
+// not fit, moving the other records.
+func (a *recentArena) put(rec []byte, s *recentShard) uint32 {
+	n := len(rec)
+	var at int
+	switch {
+	case a.end >= a.start && a.end+n <= len(a.buf):
+		at = a.end
+	case a.end >= a.start && n < a.start:
+		at = 0
+	case a.end < a.start && a.end+n < a.start:
+		at = a.end
+	default:
+		at = a.grow(n, s)
+	}
+	copy(a.buf[at:], rec)
+	a.end = at + n
+	return uint32(at)
+}
+
+// grow moves the records of s's slots (all but the newest) to the start
+// of a larger buffer, with room for n more bytes after them, and returns
+// where those go.
+func (a *recentArena) grow(n int, s *recentShard) int {
+	used := 0
+	for i := 0; i < s.n-1; i++ {
+		used += int(s.order[(s.head+i)%len(s.order)].size)
+	}
+	buf := make([]byte, max(4096, 2*(used+n)))
+	at := 0
+	for i := 0; i < s.n-1; i++ {
+		sl := &s.order[(s.head+i)%len(s.order)]
+		copy(buf[at:], a.bytes(sl.off, sl.size))
+		sl.off = uint32(at)
+		at += int(sl.size)
+	}
+	a.buf, a.start = buf, 0
+	return at
+}
+
+// size returns the number of remembered decisions (and of ids being
+// scored).
 func (r *recentDecisions) size() int {
 	n := 0
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
-		n += len(s.m)
+		n += len(s.m) + len(s.pending)
 		s.mu.Unlock()
 	}
 	return n

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/vigil-fraud/vigil/rules"
 )
 
 func TestRecentDecisions(t *testing.T) {
@@ -24,11 +29,11 @@ func TestRecentDecisions(t *testing.T) {
 			}
 			r.finish(e, d)
 			e2, first := r.claim("a", 7, t0.Add(time.Minute))
-			if first || e2 != e || e2.digest != 7 {
-				t.Fatalf("second claim: first=%v same=%v", first, e2 == e)
+			if first || e2.digest != 7 {
+				t.Fatalf("second claim: first=%v digest=%d", first, e2.digest)
 			}
-			if got, err := e2.wait(context.Background()); got != d || err != nil {
-				t.Fatalf("wait %v %v", got, err)
+			if got, err := e2.wait(context.Background()); !reflect.DeepEqual(got, d) || err != nil {
+				t.Fatalf("wait %+v %v", got, err)
 			}
 		}},
 		{"retention expires", time.Hour, 1000, func(t *testing.T, r *recentDecisions) {
@@ -101,7 +106,7 @@ func TestRecentDecisions(t *testing.T) {
 				}
 				done <- err
 			}()
-			r.abandon("a", e)
+			r.abandon(e)
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
@@ -117,5 +122,147 @@ func TestRecentDecisions(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newRecentDecisions(tc.retention, tc.max)) })
+	}
+}
+
+// TestRecentDecisionsMatchReference runs random claims, finishes and
+// abandons (decisions of random sizes, so that the byte ring wraps and
+// grows) against a plain model of the store: per shard, a list of finished
+// decisions in order, cut at the capacity and the retention.
+func TestRecentDecisionsMatchReference(t *testing.T) {
+	type fin struct {
+		id      string
+		digest  uint64
+		d       *Decision
+		created time.Time
+	}
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 99))
+		const retention = 10 * time.Minute
+		// half the seeds: few ids, small shards, most entries expire; the
+		// other half: many ids, shards of 100 that fill (the ring grows)
+		perShard, ids, tick := 1+int(seed%5), 300, 4000
+		if seed >= 10 {
+			perShard, ids, tick = 100, 20_000, 40
+		}
+		r := newRecentDecisions(retention, perShard*recentShards)
+		shardOf := func(id string) int { return int(maphash.String(r.seeds[0], id) % recentShards) }
+		model := make([][]fin, recentShards)
+		pending := map[string]*recentEntry{}
+		now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+		randString := func() string {
+			b := make([]byte, rng.IntN(4)*rng.IntN(120))
+			for i := range b {
+				b[i] = byte('a' + rng.IntN(26))
+			}
+			if rng.IntN(10) == 0 {
+				return string(b) + "é→"
+			}
+			return string(b)
+		}
+		for step := range 20_000 {
+			now = now.Add(time.Duration(rng.IntN(tick)) * time.Millisecond)
+			id := fmt.Sprint("id", rng.IntN(ids))
+			digest := uint64(len(id))
+			if rng.IntN(50) == 0 {
+				digest++ // a reused id
+			}
+			// the model: expire the claimed shard, then look the id up
+			sh := shardOf(id)
+			for len(model[sh]) > 0 && now.Sub(model[sh][0].created) >= retention {
+				model[sh] = model[sh][1:]
+			}
+			var want *fin
+			for i := range model[sh] {
+				if model[sh][i].id == id {
+					want = &model[sh][i]
+				}
+			}
+			e, first := r.claim(id, digest, now)
+			switch p := pending[id]; {
+			case p != nil:
+				if first || e != p {
+					t.Fatalf("seed %d step %d: %s is being scored: first=%v same=%v", seed, step, id, first, e == p)
+				}
+			case want != nil:
+				got, _ := e.wait(context.Background())
+				if first || e.digest != want.digest || !reflect.DeepEqual(got, want.d) {
+					t.Fatalf("seed %d step %d: %s: first=%v digest %d want %d\ngot  %+v\nwant %+v", seed, step, id, first, e.digest, want.digest, got, want.d)
+				}
+			default:
+				if !first {
+					t.Fatalf("seed %d step %d: %s answered, the model forgot it", seed, step, id)
+				}
+				pending[id] = e
+			}
+			// settle some of the pending ones, in any order
+			for pid, pe := range pending {
+				if rng.IntN(3) != 0 {
+					continue
+				}
+				delete(pending, pid)
+				if rng.IntN(10) == 0 {
+					r.abandon(pe)
+					continue
+				}
+				d := &Decision{ID: pid, Decision: rules.Action([]string{"approve", "step_up", "pause"}[rng.IntN(3)]),
+					Score: rng.IntN(201) - 100, LatencyUS: rng.Int64N(1 << 40), Ruleset: randString()}
+				if rng.IntN(8) != 0 {
+					d.Reasons = make([]Reason, rng.IntN(5))
+					for i := range d.Reasons {
+						d.Reasons[i] = Reason{Rule: randString(), Code: randString(), Message: randString()}
+					}
+				}
+				r.finish(pe, d)
+				ps := shardOf(pid)
+				if len(model[ps]) >= perShard {
+					model[ps] = model[ps][1:]
+				}
+				model[ps] = append(model[ps], fin{pid, pe.digest, d, time.Unix(0, pe.created)})
+				checkArena(t, &r.shards[ps])
+			}
+		}
+		n := len(pending)
+		for _, m := range model {
+			n += len(m)
+		}
+		if got := r.size(); got != n {
+			t.Fatalf("seed %d: size %d, model %d", seed, got, n)
+		}
+	}
+}
+
+// checkArena checks that a shard's records lie in its byte ring in slot
+// order without overlapping: increasing offsets, wrapping to the front at
+// most once, the ring's start and end at the first and last.
+func checkArena(t *testing.T, s *recentShard) {
+	t.Helper()
+	a := &s.arena
+	if s.n == 0 {
+		return
+	}
+	wrapped := false
+	prevEnd := -1
+	for i := 0; i < s.n; i++ {
+		sl := s.order[(s.head+i)%len(s.order)]
+		off, end := int(sl.off), int(sl.off+sl.size)
+		switch {
+		case end > len(a.buf):
+			t.Fatalf("slot %d: [%d,%d) outside a ring of %d", i, off, end, len(a.buf))
+		case i == 0 && off != a.start:
+			t.Fatalf("start %d, oldest record at %d", a.start, off)
+		case i > 0 && off < prevEnd:
+			if wrapped {
+				t.Fatalf("slot %d at %d wraps a second time", i, off)
+			}
+			wrapped = true
+		}
+		if wrapped && end > a.start {
+			t.Fatalf("slot %d: [%d,%d) overlaps the oldest record at %d", i, off, end, a.start)
+		}
+		prevEnd = end
+	}
+	if prevEnd != a.end {
+		t.Fatalf("end %d, newest record ends at %d", a.end, prevEnd)
 	}
 }
