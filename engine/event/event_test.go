@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -193,4 +194,43 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip changed the event:\n%s\n%s", out, out2)
 		}
 	})
+}
+
+// TestCountDigits checks the word-at-a-time digit count against counting
+// byte by byte: every byte value at every position of an 8- and a 12-byte
+// string, and random strings of every length to 40.
+func TestCountDigits(t *testing.T) {
+	slow := func(s string) int {
+		n := 0
+		for i := 0; i < len(s); i++ {
+			if s[i] >= '0' && s[i] <= '9' {
+				n++
+			}
+		}
+		return n
+	}
+	for _, base := range []string{"a1b2c3d4", "0000x9999/:;"} {
+		for at := range len(base) {
+			for c := range 256 {
+				b := []byte(base)
+				b[at] = byte(c)
+				if got, want := countDigits(string(b)), slow(string(b)); got != want {
+					t.Fatalf("countDigits(%q) = %d, want %d", b, got, want)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20_000 {
+		b := make([]byte, rng.IntN(41))
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+			if rng.IntN(2) == 0 {
+				b[i] = byte('/' + rng.IntN(12)) // around the digits
+			}
+		}
+		if got, want := countDigits(string(b)), slow(string(b)); got != want {
+			t.Fatalf("countDigits(%q) = %d, want %d", b, got, want)
+		}
+	}
 }

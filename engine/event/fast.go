@@ -1,7 +1,9 @@
 package event
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -25,38 +27,38 @@ func decodeFast(data []byte) (ev *Event, ok bool) {
 	ev = new(Event)
 	var seen uint32
 	if !p.object(func(key []byte) bool {
-		bit, ok := topBits[string(key)]
-		if !ok || seen&bit != 0 {
+		f := topField(key)
+		bit := uint32(1) << f
+		if f == fieldUnknown || seen&bit != 0 {
 			return false
 		}
 		seen |= bit
-		switch string(key) {
-		case "id":
+		switch f {
+		case fieldID:
 			return p.str(&ev.ID, false)
-		case "time":
+		case fieldTime:
 			return p.time(&ev.Time)
-		case "amount":
+		case fieldAmount:
 			return p.int64(&ev.Amount)
-		case "currency":
+		case fieldCurrency:
 			return p.str(&ev.Currency, true)
-		case "channel":
+		case fieldChannel:
 			return p.str(&ev.Channel, true)
-		case "card":
+		case fieldCard:
 			return p.card(&ev.Card)
-		case "account":
+		case fieldAccount:
 			return p.account(&ev.Account)
-		case "merchant":
+		case fieldMerchant:
 			return p.merchant(&ev.Merchant)
-		case "device":
+		case fieldDevice:
 			return p.device(&ev.Device)
-		case "billing":
+		case fieldBilling:
 			return p.location(&ev.Billing)
-		case "shipping":
+		case fieldShipping:
 			return p.location(&ev.Shipping)
-		case "attributes":
+		default:
 			return p.attributes(&ev.Attributes)
 		}
-		return false
 	}) {
 		return nil, false
 	}
@@ -67,12 +69,54 @@ func decodeFast(data []byte) (ev *Event, ok bool) {
 	return ev, true
 }
 
-// topBits gives each top-level field a bit, to refuse duplicates (which
-// encoding/json merges: the reference decoder handles them).
-var topBits = map[string]uint32{
-	"id": 1 << 0, "time": 1 << 1, "amount": 1 << 2, "currency": 1 << 3, "channel": 1 << 4,
-	"card": 1 << 5, "account": 1 << 6, "merchant": 1 << 7, "device": 1 << 8,
-	"billing": 1 << 9, "shipping": 1 << 10, "attributes": 1 << 11,
+// The top-level fields, numbered for a bit each in a set of those seen:
+// a duplicate (which encoding/json merges) is left to the reference
+// decoder.
+const (
+	fieldID = iota
+	fieldTime
+	fieldAmount
+	fieldCurrency
+	fieldChannel
+	fieldCard
+	fieldAccount
+	fieldMerchant
+	fieldDevice
+	fieldBilling
+	fieldShipping
+	fieldAttributes
+	fieldUnknown
+)
+
+// topField numbers a top-level key (a switch: cheaper than hashing it).
+func topField(key []byte) int {
+	switch string(key) {
+	case "id":
+		return fieldID
+	case "time":
+		return fieldTime
+	case "amount":
+		return fieldAmount
+	case "currency":
+		return fieldCurrency
+	case "channel":
+		return fieldChannel
+	case "card":
+		return fieldCard
+	case "account":
+		return fieldAccount
+	case "merchant":
+		return fieldMerchant
+	case "device":
+		return fieldDevice
+	case "billing":
+		return fieldBilling
+	case "shipping":
+		return fieldShipping
+	case "attributes":
+		return fieldAttributes
+	}
+	return fieldUnknown
 }
 
 // parser is a cursor over the raw event.
@@ -82,6 +126,9 @@ type parser struct {
 }
 
 func (p *parser) ws() {
+	if p.i < len(p.data) && p.data[p.i] > ' ' { // compact JSON: no whitespace
+		return
+	}
 	for p.i < len(p.data) {
 		switch p.data[p.i] {
 		case ' ', '\t', '\n', '\r':
@@ -134,7 +181,17 @@ func (p *parser) rawString() ([]byte, bool) {
 	}
 	start := p.i + 1
 	ascii := true
-	for j := start; j < len(p.data); j++ {
+	j := start
+	// Eight bytes at a time up to the first byte that is not plain
+	// printable ASCII other than '"' and '\\'; the loop below then takes
+	// over from it.
+	for ; j+8 <= len(p.data); j += 8 {
+		if m := specialBytes(binary.LittleEndian.Uint64(p.data[j:])); m != 0 {
+			j += bits.TrailingZeros64(m) / 8
+			break
+		}
+	}
+	for ; j < len(p.data); j++ {
 		c := p.data[j]
 		switch {
 		case c == '"':
@@ -151,6 +208,16 @@ func (p *parser) rawString() ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// specialBytes marks (high bit of each byte) the bytes of w that end or
+// interrupt a plain string: control characters, '"', '\\' and non-ASCII.
+// Only the lowest mark is exact (borrows may mark bytes above it), which
+// is all rawString uses.
+func specialBytes(w uint64) uint64 {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(v uint64) uint64 { return (v - lo) & ^v }
+	return (hasZero(w^(lo*'"')) | hasZero(w^(lo*'\\')) | (w-lo*0x20) & ^w | w) & hi
 }
 
 // str reads a string value into *dst; intern shares copies of frequent

@@ -160,3 +160,22 @@ func BenchmarkDecodeReference(b *testing.B) {
 		}
 	}
 }
+
+// TestRawStringEveryPosition puts each kind of byte that ends or
+// interrupts a plain string (quote, backslash escape, control character,
+// non-ASCII, invalid UTF-8) at every position of values of 0–24 bytes,
+// across the eight-byte words rawString reads: Decode must agree with the
+// reference decoder on each.
+func TestRawStringEveryPosition(t *testing.T) {
+	specials := []string{`\"`, `\\`, `\n`, `\u0041`, "\x01", "\x1f", "é", "→", "\xff", "\xc3", " ", "~", "\x7f"}
+	for n := range 25 {
+		for at := 0; at <= n; at++ {
+			for _, sp := range specials {
+				v := strings.Repeat("a", at) + sp + strings.Repeat("b", n-at)
+				for _, field := range []string{"id", "channel"} {
+					checkSame(t, []byte(`{"`+field+`":"`+v+`","amount":1,"currency":"USD","card":{"token":"`+v+`"}}`))
+				}
+			}
+		}
+	}
+}

@@ -28,7 +28,7 @@ func (e *Event) Validate(now time.Time) error {
 	var errs Error
 	e.normalize()
 	// Raw card numbers first: a field holding one gets only that reason.
-	e.scanPANs(&errs)
+	long := e.scanStrings(&errs)
 	if errs.PAN {
 		return &errs
 	}
@@ -98,7 +98,10 @@ func (e *Event) Validate(now time.Time) error {
 	}
 	checkLocation(&errs, "billing", &e.Billing)
 	checkLocation(&errs, "shipping", &e.Shipping)
-	e.checkStrings(&errs)
+	slices.Sort(long)
+	for _, p := range long {
+		errs.add(p, fmt.Sprintf("longer than %d bytes", MaxStringLen))
+	}
 	if len(e.Attributes) > MaxAttributes {
 		errs.add("attributes", fmt.Sprintf("more than %d attributes", MaxAttributes))
 	}
@@ -176,27 +179,21 @@ type stringField struct {
 	get  func(*Event) string
 }
 
-func (e *Event) scanPANs(errs *Error) {
+// scanStrings reads every string of the event once: a raw card number
+// in any of them is an error (errs.PAN), and it returns the paths of the
+// fields (not attributes, checked on their own) longer than MaxStringLen.
+func (e *Event) scanStrings(errs *Error) (long []string) {
 	e.strings(func(path, v string) {
 		if ContainsPAN(v) && !slices.ContainsFunc(errs.Fields, func(f FieldError) bool { return f.Path == path }) {
 			errs.PAN = true
 			errs.add(path, panReason)
 		}
-	})
-	slices.SortFunc(errs.Fields, func(a, b FieldError) int { return strings.Compare(a.Path, b.Path) })
-}
-
-func (e *Event) checkStrings(errs *Error) {
-	var long []string
-	e.strings(func(path, v string) {
 		if len(v) > MaxStringLen && !strings.HasPrefix(path, "attributes.") {
 			long = append(long, path)
 		}
 	})
-	slices.Sort(long)
-	for _, p := range long {
-		errs.add(p, fmt.Sprintf("longer than %d bytes", MaxStringLen))
-	}
+	slices.SortFunc(errs.Fields, func(a, b FieldError) int { return strings.Compare(a.Path, b.Path) })
+	return long
 }
 
 func checkCountry(errs *Error, path, c string) {
