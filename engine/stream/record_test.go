@@ -47,6 +47,18 @@ func TestEncodeDecisionMatchesMarshal(t *testing.T) {
 	}
 }
 
+// TestAppendJSONStringEveryByte: each byte value inside a string is
+// quoted as encoding/json quotes it.
+func TestAppendJSONStringEveryByte(t *testing.T) {
+	for c := range 256 {
+		s := "a" + string([]byte{byte(c)}) + "b"
+		want, _ := json.Marshal(s)
+		if got := appendJSONString(nil, s); string(got) != string(want) {
+			t.Errorf("byte %#x: %s, json.Marshal %s", c, got, want)
+		}
+	}
+}
+
 func BenchmarkEncodeDecision(b *testing.B) {
 	d := &engine.Decision{ID: "tx_1001", Decision: "step_up", Score: 40, Ruleset: "starter@5d31bd2b76a8", LatencyUS: 41,
 		Reasons: []engine.Reason{{Rule: "large_amount", Code: "LARGE_AMOUNT"}}}
