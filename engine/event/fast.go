@@ -296,17 +296,13 @@ func (p *parser) int64(dst *int64) bool {
 	return true
 }
 
-func (p *parser) float(dst **float64) bool {
+func (p *parser) float() (float64, bool) {
 	lit, _, ok := p.number()
 	if !ok {
-		return false
+		return 0, false
 	}
 	v, err := strconv.ParseFloat(string(lit), 64)
-	if err != nil {
-		return false
-	}
-	*dst = &v
-	return true
+	return v, err == nil
 }
 
 // time reads a string through time.Time's own UnmarshalJSON, as
@@ -413,15 +409,25 @@ func (p *parser) device(d *Device) bool {
 var locationKeys = []string{"country", "lat", "lon"}
 
 func (p *parser) location(l *Location) bool {
+	var pair *[2]float64 // lat and lon share one allocation
 	return p.fields(locationKeys, func(k int) bool {
-		switch k {
-		case 0:
+		if k == 0 {
 			return p.str(&l.Country, true)
-		case 1:
-			return p.float(&l.Lat)
-		default:
-			return p.float(&l.Lon)
 		}
+		v, ok := p.float()
+		if !ok {
+			return false
+		}
+		if pair == nil {
+			pair = new([2]float64)
+		}
+		pair[k-1] = v
+		if k == 1 {
+			l.Lat = &pair[0]
+		} else {
+			l.Lon = &pair[1]
+		}
+		return true
 	})
 }
 
