@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // decodeFast decodes the common shape of an event without reflection: one
@@ -66,6 +67,7 @@ func decodeFast(data []byte) (ev *Event, ok bool) {
 	if p.i != len(p.data) {
 		return nil, false
 	}
+	p.copyStrings()
 	return ev, true
 }
 
@@ -123,6 +125,35 @@ func topField(key []byte) int {
 type parser struct {
 	data []byte
 	i    int
+	// Identifiers read (not interned), copied out together at the end by
+	// copyStrings: one allocation for all of an event's instead of one each.
+	strs [16]pendingString
+	n    int
+}
+
+// pendingString is a string value still pointing into the input.
+type pendingString struct {
+	dst *string
+	b   []byte
+}
+
+// copyStrings copies the pending strings into one new buffer and points
+// their fields at it. The buffer is never written again, so the strings
+// are immutable like any other. Keeping one of them keeps the event's
+// identifiers (a hundred bytes or so) alive: nothing in vigil keeps them
+// past the event (features and the recent-decisions store keep hashes).
+func (p *parser) copyStrings() {
+	total := 0
+	for _, ps := range p.strs[:p.n] {
+		total += len(ps.b)
+	}
+	buf := make([]byte, 0, total)
+	for _, ps := range p.strs[:p.n] {
+		at := len(buf)
+		buf = append(buf, ps.b...)
+		*ps.dst = unsafe.String(unsafe.SliceData(buf[at:]), len(ps.b))
+	}
+	p.n = 0
 }
 
 func (p *parser) ws() {
@@ -227,9 +258,15 @@ func (p *parser) str(dst *string, intern bool) bool {
 	if !ok {
 		return false
 	}
-	if intern {
+	switch {
+	case intern:
 		*dst = internBytes(b)
-	} else {
+	case len(b) == 0:
+		*dst = ""
+	case p.n < len(p.strs):
+		p.strs[p.n] = pendingString{dst, b}
+		p.n++
+	default:
 		*dst = string(b)
 	}
 	return true
