@@ -17,9 +17,9 @@ import (
 // The store holds up to millions of decisions for a day, so it holds them
 // without pointers (the garbage collector does not scan it): an id is
 // known by two 64-bit hashes (a map from the first to the entry's slot,
-// the second checked in the slot), and each decision is encoded in a byte
-// ring in the order the slots are, so that expiring the oldest frees the
-// oldest bytes. Only ids being scored right now have an object
+// the second checked in the slot), and each decision is encoded (in a
+// dozen bytes or so: see recentcodec.go) in a byte ring in the order the
+// slots are, so that expiring the oldest frees the oldest bytes. Only ids being scored right now have an object
 // (recentEntry), for their waiters.
 type recentDecisions struct {
 	seeds     [2]maphash.Seed
@@ -39,7 +39,8 @@ type recentShard struct {
 	n       int                     // slots in order
 	next    uint64                  // seq of the next slot; the oldest is next-n
 	arena   recentArena
-	scratch []byte // encoding buffer
+	names   recentNames // rulesets and reasons, numbered
+	scratch []byte      // encoding buffer
 }
 
 // recentSlot is one remembered decision: the id's hashes, its content
@@ -70,6 +71,7 @@ func newRecentDecisions(retention time.Duration, maxEntries int) *recentDecision
 	for i := range r.shards {
 		r.shards[i].m = map[uint64]uint64{}
 		r.shards[i].pending = map[uint64]*recentEntry{}
+		r.shards[i].names.max = maxRecentNames
 	}
 	return r
 }
@@ -93,7 +95,7 @@ func (r *recentDecisions) claim(id string, digest uint64, now time.Time) (e *rec
 	if seq, ok := s.m[key]; ok {
 		if sl := s.slot(seq); sl.check == check {
 			return &recentEntry{shard: s, digest: sl.digest, key: key, check: check, done: true,
-				d: decodeDecision(id, s.arena.bytes(sl.off, sl.size))}, false
+				d: s.names.decodeDecision(id, s.arena.bytes(sl.off, sl.size))}, false
 		}
 	}
 	e = &recentEntry{shard: s, digest: digest, key: key, check: check, created: now.UnixNano()}
@@ -109,7 +111,7 @@ func (r *recentDecisions) finish(e *recentEntry, d *Decision) {
 	if s.pending[e.key] == e {
 		delete(s.pending, e.key)
 	}
-	s.scratch = appendDecision(s.scratch[:0], d)
+	s.scratch = s.names.appendDecision(s.scratch[:0], d)
 	s.push(e, r.perShard)
 	e.d = d
 	e.settle()

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"testing"
 	"time"
 
@@ -146,11 +147,20 @@ func TestRecentDecisionsMatchReference(t *testing.T) {
 			perShard, ids, tick = 100, 20_000, 40
 		}
 		r := newRecentDecisions(retention, perShard*recentShards)
+		if seed%3 == 0 { // tables of names that fill: names written out
+			for i := range r.shards {
+				r.shards[i].names.max = 3
+			}
+		}
 		shardOf := func(id string) int { return int(maphash.String(r.seeds[0], id) % recentShards) }
 		model := make([][]fin, recentShards)
 		pending := map[string]*recentEntry{}
 		now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+		names := []string{"", "large_amount", "LARGE_AMOUNT", "starter@014126c3bbd6", "Too many attempts.", "é→"}
 		randString := func() string {
+			if rng.IntN(2) == 0 { // the few names of a ruleset
+				return names[rng.IntN(len(names))]
+			}
 			b := make([]byte, rng.IntN(4)*rng.IntN(120))
 			for i := range b {
 				b[i] = byte('a' + rng.IntN(26))
@@ -205,7 +215,7 @@ func TestRecentDecisionsMatchReference(t *testing.T) {
 					r.abandon(pe)
 					continue
 				}
-				d := &Decision{ID: pid, Decision: rules.Action([]string{"approve", "step_up", "pause"}[rng.IntN(3)]),
+				d := &Decision{ID: pid, Decision: rules.Action([]string{"approve", "step_up", "pause", "deny", ""}[rng.IntN(5)]),
 					Score: rng.IntN(201) - 100, LatencyUS: rng.Int64N(1 << 40), Ruleset: randString()}
 				if rng.IntN(8) != 0 {
 					d.Reasons = make([]Reason, rng.IntN(5))
@@ -264,5 +274,36 @@ func checkArena(t *testing.T, s *recentShard) {
 	}
 	if prevEnd != a.end {
 		t.Fatalf("end %d, newest record ends at %d", a.end, prevEnd)
+	}
+}
+
+// BenchmarkRecentDecisionsHeld fills the store with 1,000,000 decisions
+// (two reasons each, as a pause of the starter rules has) and reports the
+// heap they take, the heap objects and what a full garbage collection
+// then costs. Run it with -benchtime 1x.
+func BenchmarkRecentDecisionsHeld(b *testing.B) {
+	const n = 1_000_000
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	for range b.N {
+		r := newRecentDecisions(24*time.Hour, n)
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		for i := range n {
+			id := fmt.Sprintf("tx_%d_%08d", i%7, i)
+			e, _ := r.claim(id, 1, t0)
+			r.finish(e, &Decision{ID: id, Decision: "pause", Score: 90, Ruleset: "starter@014126c3bbd6", LatencyUS: 120,
+				Reasons: []Reason{{Rule: "card_velocity_10m", Code: "CARD_VELOCITY_10M", Message: "Too many attempts with this card in a short time."},
+					{Rule: "large_amount", Code: "LARGE_AMOUNT"}}})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		start := time.Now()
+		runtime.GC()
+		gc := time.Since(start)
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "heap-B/decision")
+		b.ReportMetric(float64(m1.HeapObjects-m0.HeapObjects), "heap-objects")
+		b.ReportMetric(float64(gc.Microseconds())/1000, "full-gc-ms")
+		runtime.KeepAlive(r)
 	}
 }
