@@ -22,6 +22,7 @@ import (
 // slots are, so that expiring the oldest frees the oldest bytes. Only ids being scored right now have an object
 // (recentEntry), for their waiters.
 type recentDecisions struct {
+	base      time.Time // times are kept as durations since it: monotonic, as time.Time.Sub is
 	seeds     [2]maphash.Seed
 	retention time.Duration
 	perShard  int
@@ -48,8 +49,9 @@ type recentShard struct {
 type recentSlot struct {
 	key, check uint64
 	digest     uint64
-	created    int64 // unix ns
-	off, size  uint32
+	created    time.Duration // claim time, since the store's base
+	off        int
+	size       uint32
 }
 
 // recentEntry is a claim handed to the scorer and to concurrent scorers
@@ -59,14 +61,14 @@ type recentEntry struct {
 	shard      *recentShard
 	digest     uint64 // of the event's content, to detect a reused id
 	key, check uint64
-	created    int64
+	created    time.Duration
 	done       bool // finished or abandoned
 	d          *Decision
 	waiters    chan struct{} // made by the first waiter while not done, closed when done
 }
 
 func newRecentDecisions(retention time.Duration, maxEntries int) *recentDecisions {
-	r := &recentDecisions{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+	r := &recentDecisions{base: time.Now(), seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		retention: retention, perShard: max(1, maxEntries/recentShards)}
 	for i := range r.shards {
 		r.shards[i].m = map[uint64]uint64{}
@@ -88,7 +90,7 @@ func (r *recentDecisions) claim(id string, digest uint64, now time.Time) (e *rec
 	s := &r.shards[key%recentShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire(now, r.retention)
+	s.expire(now.Sub(r.base) - r.retention)
 	if e := s.pending[key]; e != nil && e.check == check {
 		return e, false
 	}
@@ -98,7 +100,7 @@ func (r *recentDecisions) claim(id string, digest uint64, now time.Time) (e *rec
 				d: s.names.decodeDecision(id, s.arena.bytes(sl.off, sl.size))}, false
 		}
 	}
-	e = &recentEntry{shard: s, digest: digest, key: key, check: check, created: now.UnixNano()}
+	e = &recentEntry{shard: s, digest: digest, key: key, check: check, created: now.Sub(r.base)}
 	s.pending[key] = e
 	return e, true
 }
@@ -203,12 +205,15 @@ func (s *recentShard) evictOldest() {
 	if s.n == 0 {
 		s.arena.start, s.arena.end = 0, 0
 	} else {
-		s.arena.start = int(s.order[s.head].off)
+		s.arena.start = s.order[s.head].off
 	}
 }
 
-func (s *recentShard) expire(now time.Time, retention time.Duration) {
-	limit := now.Add(-retention).UnixNano()
+// expire forgets the decisions claimed at or before limit. Slots are in
+// the order decisions were finished, and carry their claim time: one
+// claimed before the head but finished after it stays longer than the
+// retention by at most the time it was being scored.
+func (s *recentShard) expire(limit time.Duration) {
 	for s.n > 0 && s.order[s.head].created <= limit {
 		s.evictOldest()
 	}
@@ -223,12 +228,12 @@ type recentArena struct {
 	start, end int
 }
 
-func (a *recentArena) bytes(off, size uint32) []byte { return a.buf[off : off+size] }
+func (a *recentArena) bytes(off int, size uint32) []byte { return a.buf[off : off+int(size)] }
 
 // put stores rec (the newest slot of s, not yet placed, is the last of
 // s's n slots) and returns its offset; it grows the ring when rec does
 // not fit, moving the other records.
-func (a *recentArena) put(rec []byte, s *recentShard) uint32 {
+func (a *recentArena) put(rec []byte, s *recentShard) int {
 	n := len(rec)
 	var at int
 	switch {
@@ -243,7 +248,7 @@ func (a *recentArena) put(rec []byte, s *recentShard) uint32 {
 	}
 	copy(a.buf[at:], rec)
 	a.end = at + n
-	return uint32(at)
+	return at
 }
 
 // grow moves the records of s's slots (all but the newest) to the start
@@ -259,7 +264,7 @@ func (a *recentArena) grow(n int, s *recentShard) int {
 	for i := 0; i < s.n-1; i++ {
 		sl := &s.order[(s.head+i)%len(s.order)]
 		copy(buf[at:], a.bytes(sl.off, sl.size))
-		sl.off = uint32(at)
+		sl.off = at
 		at += int(sl.size)
 	}
 	a.buf, a.start = buf, 0

@@ -228,7 +228,7 @@ func TestRecentDecisionsMatchReference(t *testing.T) {
 				if len(model[ps]) >= perShard {
 					model[ps] = model[ps][1:]
 				}
-				model[ps] = append(model[ps], fin{pid, pe.digest, d, time.Unix(0, pe.created)})
+				model[ps] = append(model[ps], fin{pid, pe.digest, d, r.base.Add(pe.created)})
 				checkArena(t, &r.shards[ps])
 			}
 		}
@@ -255,7 +255,7 @@ func checkArena(t *testing.T, s *recentShard) {
 	prevEnd := -1
 	for i := 0; i < s.n; i++ {
 		sl := s.order[(s.head+i)%len(s.order)]
-		off, end := int(sl.off), int(sl.off+sl.size)
+		off, end := sl.off, sl.off+int(sl.size)
 		switch {
 		case end > len(a.buf):
 			t.Fatalf("slot %d: [%d,%d) outside a ring of %d", i, off, end, len(a.buf))
@@ -305,5 +305,27 @@ func BenchmarkRecentDecisionsHeld(b *testing.B) {
 		b.ReportMetric(float64(m1.HeapObjects-m0.HeapObjects), "heap-objects")
 		b.ReportMetric(float64(gc.Microseconds())/1000, "full-gc-ms")
 		runtime.KeepAlive(r)
+	}
+}
+
+// TestRecentCodecCoversDecision fails when Decision or Reason gain or
+// lose a field: the recent-decisions store encodes them field by field
+// (recentcodec.go), and a field it does not know would be lost on a
+// replay. Update appendDecision and decodeDecision, then this list.
+func TestRecentCodecCoversDecision(t *testing.T) {
+	fields := func(v any) string {
+		var names []string
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			names = append(names, rt.Field(i).Name)
+		}
+		return fmt.Sprint(names)
+	}
+	// ID is the claim's; Replayed and Explain are set on the answer, never stored.
+	if got, want := fields(Decision{}), "[ID Decision Score Reasons Ruleset LatencyUS Replayed Explain]"; got != want {
+		t.Errorf("Decision fields %s, the codec knows %s", got, want)
+	}
+	if got, want := fields(Reason{}), "[Rule Code Message]"; got != want {
+		t.Errorf("Reason fields %s, the codec knows %s", got, want)
 	}
 }
