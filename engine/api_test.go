@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fraud/vigil/features"
 	"github.com/vigil-fraud/vigil/rules"
 )
 
@@ -52,14 +51,7 @@ func joinScopes(s []Scope) string {
 // newTestEngine builds an engine on the embedded default features and rules.
 func newTestEngine(t testing.TB) *Engine {
 	t.Helper()
-	f, err := features.Parse(features.DefaultFileName, features.DefaultFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fe, err := features.New(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fe := newTestFeatures(t)
 	srcs, err := rules.ReadDir(rules.DefaultFS, rules.DefaultDir, "")
 	if err != nil {
 		t.Fatal(err)

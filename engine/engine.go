@@ -58,7 +58,7 @@ type scratch struct {
 type pendingSignal struct {
 	ev        *event.Event
 	d         *Decision
-	set       *rules.Set
+	rs        *readSet // of the ruleset that decided
 	source    string
 	decidedAt time.Time
 }
@@ -163,7 +163,7 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	set := e.rules.Current()
 	rs := e.reads.Load()
 	if rs.set != set { // a reload raced this scoring (or RulesetChanged is to come)
-		rs = &readSet{set: set, version: set.VersionString()}
+		rs = newReadSet(set, nil)
 	}
 	e.features.Observe(ev, s.vec)
 	s.env.Set(ev, s.vec)
@@ -192,7 +192,7 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 		e.scratch.Put(s)
 		return &out, nil, nil
 	}
-	s.sig = pendingSignal{ev: ev, d: d, set: set, source: source, decidedAt: start.Add(elapsed).UTC()}
+	s.sig = pendingSignal{ev: ev, d: d, rs: rs, source: source, decidedAt: start.Add(elapsed).UTC()}
 	return &out, s, nil
 }
 
@@ -204,11 +204,7 @@ func (e *Engine) emit(s *scratch) {
 	}
 	p := s.sig
 	s.sig = pendingSignal{}
-	rs := e.reads.Load()
-	if rs.set != p.set {
-		rs = newReadSet(p.set, nil) // a reload raced this scoring
-	}
-	e.sink.Put(rs.record(p.ev, p.d, &s.res, s.vec, e.features.Schema(), p.source, p.decidedAt))
+	e.sink.Put(p.rs.record(p.ev, p.d, &s.res, s.vec, e.features.Schema(), p.source, p.decidedAt))
 	e.scratch.Put(s)
 }
 

@@ -2,12 +2,12 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/vigil-fraud/vigil/features"
 	"github.com/vigil-fraud/vigil/rules"
 )
 
@@ -16,7 +16,7 @@ rules:
   - {name: big, when: "amount >= 100", action: step_up, score: 40, reason: BIG}
   - {name: big_shadow, when: "amount >= 100", action: pause, score: 100, reason: BIG_SHADOW, mode: shadow}
   - {name: big_off, when: "amount >= 100", action: pause, score: 100, reason: BIG_OFF, rollout: 0}
-  - {name: never, when: "amount < 0", action: pause, score: 100, reason: NEVER}
+  - {name: never, when: "amount < 0 or card_count_10m > 1000", action: pause, score: 100, reason: NEVER}
 `
 
 // TestRuleHitCounters: every rule of a loaded ruleset has its counter
@@ -24,20 +24,14 @@ rules:
 // also when a reload races the scoring (a rule the engine has no counter
 // for yet).
 func TestRuleHitCounters(t *testing.T) {
-	f, err := features.Parse(features.DefaultFileName, features.DefaultFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fe, err := features.New(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fe := newTestFeatures(t)
 	set, err := rules.Compile([]rules.Source{{Name: "hits.yaml", Data: []byte(hitRules)}}, fe.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
 	mgr := rules.NewManager(set)
-	e, err := New(fe, mgr, Options{})
+	sink := &memSink{}
+	e, err := New(fe, mgr, Options{Sink: sink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +73,10 @@ func TestRuleHitCounters(t *testing.T) {
 	want("raced", "large_shadow", "shadow", 1)
 	want("raced", "large_off", "rollout", 1)
 	want("raced", "big", "yes", 2)
+	// its signal records the ruleset that decided, with the features it reads
+	if r := sink.recs[len(sink.recs)-1]; r.Ruleset != set2.VersionString() || fmt.Sprint(r.FeatureNames) != "[card_count_10m]" {
+		t.Errorf("raced scoring's signal: ruleset %s (want %s), features %v", r.Ruleset, set2.VersionString(), r.FeatureNames)
+	}
 	e.RulesetChanged(set, set2)
 	score("e", "30000")
 	want("after hook", "large", "yes", 2)
