@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,7 +122,16 @@ func warm(b testing.TB, zipf bool) *warmEngine {
 	if we, ok := warmCache[zipf]; ok {
 		return we
 	}
-	f, err := features.Parse("bench.yaml", []byte(benchDefs))
+	we := newWarmEngine(b, benchDefs, zipf)
+	runtime.GC()
+	warmCache[zipf] = we
+	return we
+}
+
+// newWarmEngine builds an engine of defs and feeds it the stream's first 4
+// million events.
+func newWarmEngine(b testing.TB, defs string, zipf bool) *warmEngine {
+	f, err := features.Parse("bench.yaml", []byte(defs))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -134,9 +144,42 @@ func warm(b testing.TB, zipf bool) *warmEngine {
 	for range 4_000_000 {
 		we.step(&ev)
 	}
-	runtime.GC()
-	warmCache[zipf] = we
 	return we
+}
+
+// BenchmarkFeaturesZipfState: the memory of BenchmarkFeaturesObserve's
+// Zipf state after its warm-up, and how many distinct sets went to
+// HyperLogLog, with the distinct definitions' exact_up_to at the old
+// default (1024) and at the default. Heap measured with
+// runtime.ReadMemStats after a GC. Runs once whatever b.N.
+func BenchmarkFeaturesZipfState(b *testing.B) {
+	for _, exact := range []string{"1024", "default"} {
+		b.Run("exact_up_to="+exact, func(b *testing.B) {
+			defs := benchDefs
+			if exact != "default" {
+				defs = strings.ReplaceAll(defs, "aggregate: distinct, field: merchant.id, windows: [10m, 1h, 24h]}",
+					"aggregate: distinct, field: merchant.id, windows: [10m, 1h, 24h], exact_up_to: "+exact+"}")
+				defs = strings.ReplaceAll(defs, "aggregate: distinct, field: account.id, windows: [10m, 1h, 24h]}",
+					"aggregate: distinct, field: account.id, windows: [10m, 1h, 24h], exact_up_to: "+exact+"}")
+				if strings.Count(defs, "exact_up_to") != 2 {
+					b.Fatal("the distinct definitions changed: update this benchmark")
+				}
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			we := newWarmEngine(b, defs, true)
+			we.w = nil // the pre-drawn stream is not state
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			st := we.e.Stats()
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB")
+			b.ReportMetric(float64(st.Entities), "entities")
+			b.ReportMetric(float64(st.Sketches), "sketched-sets")
+			b.ReportMetric(0, "ns/op")
+			runtime.KeepAlive(we)
+		})
+	}
 }
 
 var benchT0 = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -60,7 +60,7 @@ const (
 	MaxDefinitions       = 1000
 	MaxFilters           = 64
 	DefaultResolution    = time.Second
-	DefaultExactUpTo     = 1024
+	DefaultExactUpTo     = 4096
 	MaxExactUpTo         = 4096
 	DefaultPrecision     = 10
 	DefaultMinHistory    = 5
