@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS := ./engine/event:FuzzDecode ./engine/event:FuzzDecodeFast ./features:FuzzParse ./rules:FuzzCompile ./rules:FuzzLowering \
 	./signals:FuzzSegmentDecoder ./signals:FuzzRecordPayload ./signals:FuzzDecodeLabels \
 	./engine/stream/loadgen:FuzzReadJSONL ./engine/stream/loadgen:FuzzReadCSV \
-	./engine/replay:FuzzReadCSV ./engine/replay:FuzzReadLabels
+	./engine/replay:FuzzReadCSV ./engine/replay:FuzzReadLabels ./engine:FuzzDecodeConfig
 
 .PHONY: all build run test test-unit bench lint fuzz clean services-up services-down
 

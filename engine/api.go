@@ -163,7 +163,7 @@ func (a *API) wrap(name string, scope Scope, h http.HandlerFunc) http.Handler {
 		if a.log.Enabled(r.Context(), slog.LevelDebug) {
 			a.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.Int("status", sw.code), slog.String("key", keyID), slog.Duration("duration", time.Since(start)))
+				slog.Int("status", sw.code), slog.String("key", keyID), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
 		}
 	})
 }
@@ -253,11 +253,16 @@ func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotImplemented, "not_supported", "reloading is not configured", nil)
 		return
 	}
+	before := a.engine.rules.Current()
 	if err := a.reloader.Reload(rules.WithActor(r.Context(), "key:"+KeyID(r.Context())), "api"); err != nil {
 		writeError(w, r, http.StatusUnprocessableEntity, "reload_failed", err.Error(), nil)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded", "ruleset": a.engine.rules.Current().VersionString()})
+	cur, status := a.engine.rules.Current(), "reloaded"
+	if cur == before {
+		status = "unchanged" // the files are those of the running set
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": status, "ruleset": cur.VersionString()})
 }
 
 // apiError is the body of every error response.

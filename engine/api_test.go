@@ -67,9 +67,44 @@ func newTestEngine(t testing.TB) *Engine {
 	return e
 }
 
-type fakeReloader struct{ calls int }
+type fakeReloader struct {
+	calls int
+	load  func() // what the reload does; nil: the files had not changed
+}
 
-func (f *fakeReloader) Reload(context.Context, string) error { f.calls++; return nil }
+func (f *fakeReloader) Reload(context.Context, string) error {
+	f.calls++
+	if f.load != nil {
+		f.load()
+	}
+	return nil
+}
+
+// TestReloadSaysWhetherTheRulesChanged: POST /-/reload answers "unchanged"
+// when the running set stays, "reloaded" with the new version otherwise.
+func TestReloadSaysWhetherTheRulesChanged(t *testing.T) {
+	e := newTestEngine(t)
+	rl := &fakeReloader{}
+	api, err := NewAPI(e, testKeyring(t), slog.New(slog.NewTextHandler(io.Discard, nil)), rl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	if _, body := do(t, srv, "POST", "/-/reload", adminKey, ""); !strings.Contains(string(body), `"status":"unchanged"`) {
+		t.Errorf("nothing changed: %s", body)
+	}
+	rl.load = func() {
+		_, _, err := e.Rules().Load([]rules.Source{{Name: "r.yaml", Data: []byte("rules:\n  - {name: big, when: amount > 100, action: step_up, score: 10, reason: BIG}\n")}}, e.Features().Schema())
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	_, body := do(t, srv, "POST", "/-/reload", adminKey, "")
+	if !strings.Contains(string(body), `"status":"reloaded"`) || !strings.Contains(string(body), e.Rules().Current().VersionString()) {
+		t.Errorf("new rules: %s", body)
+	}
+}
 
 func newTestServer(t *testing.T) (*httptest.Server, *fakeReloader) {
 	t.Helper()

@@ -11,12 +11,15 @@ func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ yaml, want string }{
 		{"listen: nowhere\n", "listen"},
-		{"lisen: 1.2.3.4:80\n", "field lisen not found"},
+		{"lisen: 1.2.3.4:80\n", "line 1:1: lisen: unknown key (did you mean listen?)"},
 		{"tls:\n  cert_file: /nonexistent.pem\n", "cert_file and key_file go together"},
 		{"log:\n  level: loud\n", "log.level"},
 		{"idempotency:\n  retention: forever\n", "invalid duration"},
 		{"rules_dir: /nonexistent\n", "rules_dir"},
-		{"features_file: x.yaml\n", "field features_file not found"},
+		{"features_file: x.yaml\n", "line 1:1: features_file: unknown key"},
+		{"features:\n  max_entitie: 5\n", "line 2:3: features.max_entitie: unknown key (did you mean max_entities?)"},
+		{"features:\n  max_entities: many\n", "line 2:17: features.max_entities: cannot unmarshal !!str `many` into int"},
+		{"tls: [a]\n", "line 1:6: tls: cannot unmarshal !!seq into engine.TLSConfig"},
 		{"features:\n  lateness: 48h\n", "at most 24h"},
 		{"features:\n  geoip_database: /nonexistent.mmdb\n", "features.geoip_database"},
 		{"features:\n  retention: 9x\n", `"9x"`},
@@ -30,6 +33,37 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// TestConfigShapeAllAtOnce: every unknown key and every value its key's
+// type refuses is reported in one error, each with its line and path; an
+// empty section keeps its defaults.
+func TestConfigShapeAllAtOnce(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("foo: 1\nfeatures:\n  max_entitie: 5\n  lateness: 5x\n  max_entities: lots\nidempotency:\nlog:\n  level: info\n  colour: red\n"), 0o600)
+	_, err := LoadConfig(p)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"line 1:1: foo: unknown key",
+		"line 3:3: features.max_entitie: unknown key (did you mean max_entities?)",
+		`line 4:13: features.lateness: time: unknown unit "x" in duration "5x"`,
+		"line 5:17: features.max_entities: cannot unmarshal !!str `lots` into int",
+		"line 9:3: log.colour: unknown key",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "idempotency") || strings.Contains(err.Error(), "main.config") || strings.Contains(err.Error(), "not found in type") {
+		t.Errorf("error names an empty section or a Go type:\n%v", err)
+	}
+	os.WriteFile(p, []byte("idempotency:\nfeatures:\n  max_entities: 7\n"), 0o600)
+	c, err := LoadConfig(p)
+	if err != nil || c.Features.MaxEntities != 7 || c.Idempotency != DefaultConfig().Idempotency {
+		t.Errorf("err %v, max_entities %d, idempotency %+v", err, c.Features.MaxEntities, c.Idempotency)
 	}
 }
 
@@ -54,4 +88,23 @@ func TestKeyringErrors(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
+}
+
+// FuzzDecodeConfig: any document gives a config or an error, never a
+// panic or a hang (aliases that expand to billions of values included).
+func FuzzDecodeConfig(f *testing.F) {
+	example, _ := os.ReadFile("../docs/config.example.yaml")
+	for _, s := range []string{string(example), "listen: a\nfoo: 1\n", "features: &a {max_entities: 1}\nlog: *a\n",
+		"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+		"idempotency: {retention: 5x}\n", "tls: [1]\n", "- 1\n", ""} {
+		f.Add(s)
+	}
+	p := filepath.Join(f.TempDir(), "c.yaml")
+	f.Fuzz(func(t *testing.T, doc string) {
+		os.WriteFile(p, []byte(doc), 0o600)
+		c, err := LoadConfig(p)
+		if err == nil {
+			c.Validate()
+		}
+	})
 }

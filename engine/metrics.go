@@ -64,12 +64,14 @@ type ruleCounters struct {
 }
 
 // ruleCountersOf returns the hit counters of set's rules by name. The
-// series of every rule exist from the ruleset's load on (at 0 until it
-// fires), so a dashboard lists the rules that never fire too.
+// series of every rule (hits and run-time errors) exist from the ruleset's
+// load on, at 0 until it fires, so a dashboard lists the rules that never
+// fire or fail too.
 func (m *Metrics) ruleCountersOf(set *rules.Set) map[string]ruleCounters {
 	out := make(map[string]ruleCounters, len(set.Rules))
 	for _, r := range set.Rules {
 		c := ruleCounters{yes: m.ruleHits.WithLabelValues(r.Name, "yes")}
+		m.ruleErrors.WithLabelValues(r.Name)
 		if r.Mode == rules.Shadow {
 			c.shadow = m.ruleHits.WithLabelValues(r.Name, rules.ExcludedShadow)
 		}

@@ -45,6 +45,9 @@ func TestRuleHitCounters(t *testing.T) {
 	if n := testutil.CollectAndCount(hits); n != 6 { // 4 rules counted=yes, 1 shadow, 1 rollout
 		t.Errorf("series after load: %d, want 6", n)
 	}
+	if n := testutil.CollectAndCount(e.metrics.ruleErrors); n != 4 { // one per rule, at 0
+		t.Errorf("vigil_rule_errors_total series after load: %d, want 4", n)
+	}
 	want("load", "never", "yes", 0)
 	score := func(id string, amount string) {
 		t.Helper()

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -175,7 +176,9 @@ func compileSet(srcs []Source, schema *features.Schema, cache *Cache, opt option
 }
 
 // parseFiles parses the sources in name order (from the cache when their
-// content was parsed before) and sets the version, a hash of them all.
+// content was parsed before) and sets the version, a hash of their file
+// names (without the directory: the same files give the same version
+// wherever they are read from) and contents.
 func (s *Set) parseFiles(srcs []Source, cache *Cache, errs *errorList) []parsedFile {
 	srcs = slices.Clone(srcs)
 	slices.SortFunc(srcs, func(a, b Source) int { return strings.Compare(a.Name, b.Name) })
@@ -187,7 +190,7 @@ func (s *Set) parseFiles(srcs []Source, cache *Cache, errs *errorList) []parsedF
 			continue
 		}
 		sum := sha256.Sum256(src.Data)
-		fmt.Fprintf(all, "%s\x00%x\x00", src.Name, sum)
+		fmt.Fprintf(all, "%s\x00%x\x00", filepath.Base(src.Name), sum)
 		s.Files = append(s.Files, File{Name: src.Name, SHA256: hex.EncodeToString(sum[:])})
 		if f, ok := cache.parsed(src.Name, sum); ok {
 			files = append(files, parsedFile{src: src, sum: sum, file: f})

@@ -137,3 +137,35 @@ func TestLoweredWhenTyped(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionIgnoresDirectory: the version hashes file names and contents,
+// not the directory they were read from, so a dumped copy of a ruleset, or
+// the same files mounted elsewhere, label decisions alike; a renamed file
+// or an edited one gives another version.
+func TestVersionIgnoresDirectory(t *testing.T) {
+	schema := contractSchema(t)
+	const rule = "rules:\n  - {name: big, when: amount > 100, action: step_up, score: 10, reason: BIG}\n"
+	version := func(srcs ...Source) string {
+		t.Helper()
+		s, err := Compile(srcs, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Version
+	}
+	base := version(Source{Name: "embedded:rules/default/a.yaml", Data: []byte(rule)})
+	for _, tc := range []struct {
+		src  Source
+		same bool
+	}{
+		{Source{Name: "my-rules/a.yaml", Data: []byte(rule)}, true},
+		{Source{Name: "/etc/vigil/rules/a.yaml", Data: []byte(rule)}, true},
+		{Source{Name: "a.yaml", Data: []byte(rule)}, true},
+		{Source{Name: "my-rules/b.yaml", Data: []byte(rule)}, false},
+		{Source{Name: "my-rules/a.yaml", Data: []byte(rule + "# edited\n")}, false},
+	} {
+		if got := version(tc.src); (got == base) != tc.same {
+			t.Errorf("%s: version %s, base %s, want same=%v", tc.src.Name, got, base, tc.same)
+		}
+	}
+}

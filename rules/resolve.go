@@ -166,7 +166,7 @@ func (r *resolver) identifier(p *ast.Node, n *ast.IdentifierNode) {
 			ast.Patch(p, slot("__listv", i))
 			return
 		}
-		r.errorf(n, "unknown list @%s%s", name, suggest(name, sortedKeys(r.lists), "@"))
+		r.errorf(n, "unknown list @%s%s", name, Suggest(name, sortedKeys(r.lists), "@"))
 	case strings.HasPrefix(v, "__"):
 		r.errorf(n, "unknown name %s", v)
 	case envRoots[v]:
@@ -181,7 +181,7 @@ func (r *resolver) identifier(p *ast.Node, n *ast.IdentifierNode) {
 				return
 			}
 		}
-		r.errorf(n, "unknown name %s%s", v, suggest(v, r.names(), ""))
+		r.errorf(n, "unknown name %s%s", v, Suggest(v, r.names(), ""))
 	}
 }
 
@@ -244,7 +244,7 @@ func (r *resolver) member(p *ast.Node, n *ast.MemberNode) {
 		case structRoots[root.Value]:
 			f := path[0] + "." + path[1]
 			if _, known := eventFieldIndex[f]; !known {
-				r.errorf(root, "unknown field %s%s", f, suggest(f, FieldPaths(), ""))
+				r.errorf(root, "unknown field %s%s", f, Suggest(f, FieldPaths(), ""))
 				return
 			}
 			r.fields[f] = true
@@ -315,10 +315,10 @@ func (r *resolver) has(p *ast.Node, n *ast.CallNode) {
 			return
 		}
 		if len(path) == 1 {
-			r.errorf(arg, "has(): unknown name %s%s", name, suggest(name, r.names(), ""))
+			r.errorf(arg, "has(): unknown name %s%s", name, Suggest(name, r.names(), ""))
 			return
 		}
-		r.errorf(arg, "has(): unknown field %s%s", name, suggest(name, FieldPaths(), ""))
+		r.errorf(arg, "has(): unknown field %s%s", name, Suggest(name, FieldPaths(), ""))
 		return
 	}
 	r.errorf(arg, "has() takes a feature or an event field such as has(card.country)")
@@ -441,8 +441,9 @@ func (r *resolver) missable(n ast.Node, guards *[]ast.Node, seen map[string]bool
 	}
 }
 
-// suggest returns ` (did you mean x?)` for the closest candidate.
-func suggest(name string, candidates []string, prefix string) string {
+// Suggest returns ` (did you mean x?)` for the candidate closest to name
+// (prefix before it), or "" when none is close; candidates sorted.
+func Suggest(name string, candidates []string, prefix string) string {
 	best, bestD := "", len(name)+1
 	for _, c := range candidates { // sorted: the first closest wins
 		if d := editDistance(name, c); d < bestD {

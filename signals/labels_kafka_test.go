@@ -37,7 +37,7 @@ func TestConsumeLabelsFromKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}}) })
-	kw := &kafka.Writer{Addr: kafka.TCP(broker), Topic: topic, AllowAutoTopicCreation: true, BatchTimeout: 10 * time.Millisecond}
+	kw := &kafka.Writer{Addr: kafka.TCP(broker), Topic: topic, AllowAutoTopicCreation: true, BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireAll}
 	defer kw.Close()
 	msgs := []kafka.Message{
 		{Value: []byte(`{"labels":[{"event_id":"k1","label":"chargeback","source":"feed"},{"event_id":"k2","label":"false_positive"}]}`)},

@@ -58,8 +58,8 @@ signals:
 func TestConfigErrors(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "vigil.yaml")
 	for _, tc := range []struct{ yaml, want string }{
-		{"kafka:\n  brokerz: [x:1]\n", "field brokerz not found"},
-		{"signals:\n  adress: x\n", "field adress not found"},
+		{"kafka:\n  brokerz: [x:1]\n", "line 2:3: kafka.brokerz: unknown key (did you mean brokers?)"},
+		{"signals:\n  adress: x\n", "line 2:3: signals.adress: unknown key"},
 		{"kafka:\n  brokers: [nohost]\n", "kafka.brokers"},
 		{"kafka:\n  brokers: [h:1]\n  start_offset: middle\n", "kafka.start_offset"},
 		{"signals:\n  enabled: true\n  database: a-b\n", "signals.database"},

@@ -37,21 +37,20 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestServeAsANewUser starts `vigil serve` with no configuration, runs the
-// printed curl command's request, and stops it with SIGTERM.
-func TestServeAsANewUser(t *testing.T) {
-	bin := buildVigil(t)
-	addr := freeAddr(t)
+// startServe starts `vigil serve` on addr with env added to the
+// environment and returns it with its banner (up to "Stop with Ctrl-C")
+// and its stderr.
+func startServe(t *testing.T, bin, addr string, env ...string) (*exec.Cmd, string, *bytes.Buffer) {
+	t.Helper()
 	cmd := exec.Command(bin, "serve", "--listen", addr)
-	cmd.Env = append(os.Environ(), "VIGIL_API_KEY=")
+	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	// Read the banner up to the curl command.
+	t.Cleanup(func() { cmd.Process.Kill() })
 	sc := bufio.NewScanner(stdout)
 	var banner strings.Builder
 	deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
@@ -63,9 +62,17 @@ func TestServeAsANewUser(t *testing.T) {
 	}
 	deadline.Stop()
 	go io.Copy(io.Discard, stdout)
-	m := regexp.MustCompile(`curl -s -H 'Authorization: Bearer (vgl_\S+)' (\S+) \\\n\s+-d '(.*)'`).FindStringSubmatch(banner.String())
+	return cmd, banner.String(), &stderr
+}
+
+// TestServeAsANewUser starts `vigil serve` with no configuration, runs the
+// printed curl command's request, and stops it with SIGTERM.
+func TestServeAsANewUser(t *testing.T) {
+	bin := buildVigil(t)
+	cmd, banner, stderr := startServe(t, bin, freeAddr(t), "VIGIL_API_KEY=")
+	m := regexp.MustCompile(`curl -s -H "Authorization: Bearer (vgl_\S+)" (\S+) \\\n\s+-d '(.*)'`).FindStringSubmatch(banner)
 	if m == nil {
-		t.Fatalf("no curl command in the banner:\n%s\nstderr:\n%s", banner.String(), stderr.String())
+		t.Fatalf("no curl command in the banner:\n%s\nstderr:\n%s", banner, stderr.String())
 	}
 	req, _ := http.NewRequest("POST", m[2], strings.NewReader(m[3]))
 	req.Header.Set("Authorization", "Bearer "+m[1])
@@ -82,6 +89,26 @@ func TestServeAsANewUser(t *testing.T) {
 	if resp.StatusCode != 200 || d.Decision != "approve" || !strings.HasPrefix(d.Ruleset, "starter@") {
 		t.Fatalf("the printed command got %d %+v", resp.StatusCode, d)
 	}
+	// Labels need signals, which are off: a clear 404, after authentication.
+	for _, key := range []string{m[1], ""} {
+		req, _ = http.NewRequest("POST", strings.Replace(m[2], "/v1/score", "/v1/labels", 1), strings.NewReader(`{"labels":[]}`))
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want, code := 404, `"code":"signals_off"`
+		if key == "" {
+			want, code = 401, `"code":"unauthorized"`
+		}
+		if resp.StatusCode != want || !strings.Contains(string(body), code) {
+			t.Errorf("labels with signals off, key %q: %d %s", key, resp.StatusCode, body)
+		}
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -95,6 +122,31 @@ func TestServeAsANewUser(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), `"msg":"vigil stopped"`) {
 		t.Errorf("no clean stop logged:\n%s", stderr.String())
+	}
+}
+
+// TestBannerCommandRuns pastes the banner's curl command into a shell, as
+// a user would, with the key in VIGIL_API_KEY: it must score (the key's
+// variable expands).
+func TestBannerCommandRuns(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("no curl")
+	}
+	const secret = "a-long-enough-banner-secret"
+	_, banner, stderr := startServe(t, buildVigil(t), freeAddr(t), "VIGIL_API_KEY="+secret)
+	i := strings.Index(banner, "curl ")
+	j := strings.Index(banner, "Add ?explain")
+	if i < 0 || j < i {
+		t.Fatalf("no curl command in the banner:\n%s\nstderr:\n%s", banner, stderr.String())
+	}
+	if strings.Contains(banner, secret) {
+		t.Fatalf("the banner shows the secret:\n%s", banner)
+	}
+	sh := exec.Command("sh", "-c", banner[i:j])
+	sh.Env = append(os.Environ(), "VIGIL_API_KEY="+secret)
+	out, err := sh.Output()
+	if err != nil || !strings.Contains(string(out), `"decision":"approve"`) {
+		t.Fatalf("%s: %v: %s", banner[i:j], err, out)
 	}
 }
 
@@ -113,10 +165,11 @@ func TestServeRefusesPublicAddressWithoutKey(t *testing.T) {
 
 func TestCheckConfig(t *testing.T) {
 	var out, errb bytes.Buffer
+	t.Setenv("VIGIL_API_KEY", "")
 	if code := dispatch([]string{"serve", "--check-config"}, &out, &errb); code != 0 {
 		t.Fatalf("code %d: %s", code, errb.String())
 	}
-	if !strings.Contains(out.String(), "configuration ok") {
+	if !strings.Contains(out.String(), "configuration ok") || !strings.Contains(out.String(), "no API key (a development key is generated at start-up)") {
 		t.Errorf("output: %s", out.String())
 	}
 	dir := t.TempDir()

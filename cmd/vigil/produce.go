@@ -40,7 +40,7 @@ func cmdProduce(args []string, stdout, stderr io.Writer) int {
 	to := fs.String("to", "kafka", "where to send: kafka or http")
 	brokers := fs.String("brokers", envOr("VIGIL_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap addresses, comma-separated (default $VIGIL_KAFKA_BROKERS)")
 	topic := fs.String("topic", stream.DefaultTransactions, "Kafka topic")
-	kafkaConfig := fs.String("config", "", "vigil config file whose kafka: section gives the connection (brokers, client_id, tls, sasl); overrides --brokers")
+	kafkaConfig := fs.String("config", "", "vigil config file whose kafka: section gives the connection (brokers, client_id, tls, sasl; overrides --brokers) and the transactions topic (unless --topic is given)")
 	createTopic := fs.Bool("create-topic", true, "create the topic when it does not exist")
 	partitions := fs.Int("partitions", 6, "partitions of a created topic")
 	url := fs.String("url", "http://127.0.0.1:8080", "vigil's API address (--to http)")
@@ -110,12 +110,15 @@ func cmdProduce(args []string, stdout, stderr io.Writer) int {
 	case "kafka":
 		conn := stream.Connection{Brokers: splitList(*brokers)}
 		if *kafkaConfig != "" {
-			c, err := readConnection(*kafkaConfig)
+			c, err := loadConfig(*kafkaConfig)
 			if err != nil {
 				fmt.Fprintln(stderr, "vigil produce:", err)
 				return 1
 			}
-			conn = c
+			conn = c.Kafka.Connection
+			if !flagSet(fs, "topic") && c.Kafka.Topics.Transactions != "" {
+				*topic = c.Kafka.Topics.Transactions // the topic vigil serve reads
+			}
 		}
 		if err := conn.Validate(); err != nil {
 			fmt.Fprintln(stderr, "vigil produce:", err)
@@ -210,11 +213,11 @@ func readReplay(name string) ([]loadgen.Record, error) {
 	return recs, nil
 }
 
-// readConnection reads the connection settings of a config file's kafka:
-// section.
-func readConnection(path string) (stream.Connection, error) {
-	c, err := loadConfig(path)
-	return c.Kafka.Connection, err
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // apiKey reads the bearer key from a file or VIGIL_API_KEY.

@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +14,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/vigil-fraud/vigil/engine/stream/kafkatest"
 )
 
 func TestProduceHTTP(t *testing.T) {
@@ -48,6 +57,51 @@ func TestProduceHTTP(t *testing.T) {
 	}
 	if len(ids) != 2 {
 		t.Fatalf("replayed %d events", len(ids))
+	}
+}
+
+// TestProduceUsesConfigTopic: with --config, produce writes to the config's
+// transactions topic (where vigil serve --config reads), unless --topic is
+// given. Real broker.
+func TestProduceUsesConfigTopic(t *testing.T) {
+	broker := os.Getenv("VIGIL_TEST_KAFKA")
+	if broker == "" {
+		t.Skip("VIGIL_TEST_KAFKA not set: make test starts the broker (deploy/services.sh up)")
+	}
+	kafkatest.Shared(t, broker)
+	var b [5]byte
+	rand.Read(b[:])
+	fromConfig, fromFlag := "produce_cfg_"+hex.EncodeToString(b[:]), "produce_flag_"+hex.EncodeToString(b[:])
+	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("kafka:\n  brokers: [%s]\n  topics: {transactions: %s}\n", broker, fromConfig)), 0o600)
+	client := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 10 * time.Second}
+	t.Cleanup(func() {
+		client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{fromConfig, fromFlag}})
+	})
+	for _, tc := range []struct {
+		args  []string
+		topic string
+		n     int64
+	}{
+		{[]string{"--count", "20"}, fromConfig, 20},
+		{[]string{"--count", "7", "--topic", fromFlag}, fromFlag, 7},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"produce", "--config", cfg, "--rate", "0", "--partitions", "1"}, tc.args...)
+		if code := dispatch(args, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
+		if !strings.Contains(errb.String(), "topic "+tc.topic) {
+			t.Errorf("%v: stderr does not name topic %s: %s", args, tc.topic, errb.String())
+		}
+		res, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{
+			Topics: map[string][]kafka.OffsetRequest{tc.topic: {kafka.LastOffsetOf(0)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := res.Topics[tc.topic]; len(p) != 1 || p[0].Error != nil || p[0].LastOffset != tc.n {
+			t.Errorf("%v: topic %s holds %+v, want %d messages", args, tc.topic, p, tc.n)
+		}
 	}
 }
 

@@ -68,9 +68,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *checkOnly {
-		fmt.Fprintf(stdout, "configuration ok: listen %s, ruleset %s (%d rules), %d features, %d API keys, kafka %s, signals %s\n",
+		keys := fmt.Sprintf("%d API keys", srv.keys.Len())
+		if srv.devKey != "" {
+			keys = "no API key (a development key is generated at start-up)"
+		}
+		fmt.Fprintf(stdout, "configuration ok: listen %s, ruleset %s (%d rules), %d features, %s, kafka %s, signals %s\n",
 			cfg.Listen, srv.engine.Rules().Current().VersionString(), len(srv.engine.Rules().Current().Rules),
-			srv.engine.Features().Schema().Len(), srv.keys.Len(), onOff(srv.consumer != nil), onOff(srv.signals != nil))
+			srv.engine.Features().Schema().Len(), keys, onOff(srv.consumer != nil), onOff(srv.signals != nil))
 		srv.close()
 		return 0
 	}
@@ -183,6 +187,11 @@ func newServer(cfg config, log *slog.Logger) (srv *server, err error) {
 	}
 	if s.signals != nil {
 		s.api.Handle("POST /v1/labels", "labels", engine.ScopeLabels, signals.LabelsHandler(s.signals))
+	} else {
+		s.api.Handle("POST /v1/labels", "labels", engine.ScopeLabels, func(w http.ResponseWriter, r *http.Request) {
+			engine.WriteError(w, r, http.StatusNotFound, "signals_off",
+				"labels are stored with the decisions' signals in ClickHouse, which are off in this server's configuration (signals.enabled)")
+		})
 	}
 	if cfg.kafkaEnabled() {
 		s.consumer, err = stream.New(cfg.Kafka, s.engine, stream.Options{Logger: log, Registerer: metrics.Registry,
@@ -375,6 +384,11 @@ func (s *server) consumeLabels(ctx context.Context) error {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: k.Brokers, Dialer: dialer, GroupID: k.Group + ".labels",
 		Topic: k.Topics.Labels, StartOffset: kafka.FirstOffset, MaxWait: time.Second,
 		WatchPartitionChanges: true, // partitions added later are read too
+		Logger: kafka.LoggerFunc(func(msg string, args ...any) {
+			if s.log.Enabled(context.Background(), slog.LevelDebug) {
+				s.log.Debug("labels topic: "+fmt.Sprintf(msg, args...), "topic", k.Topics.Labels)
+			}
+		}),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			s.log.Warn("labels topic: "+fmt.Sprintf(msg, args...), "topic", k.Topics.Labels)
 		})})
@@ -390,15 +404,35 @@ func (s *server) banner(w io.Writer, tls bool, addr string) {
 	}
 	set := s.engine.Rules().Current()
 	s.log.Info("vigil listening", "addr", addr, "tls", tls, "mtls", s.cfg.TLS.ClientCAFile != "", "ruleset", set.VersionString(), "rules", len(set.Rules), "features", s.engine.Features().Schema().Len())
-	key := "$VIGIL_API_KEY"
 	fmt.Fprintf(w, "\nvigil is listening on %s://%s with %s (ruleset %s, %d rules).\n", scheme, addr, s.rulesSrc, set.VersionString(), len(set.Rules))
-	if s.devKey != "" {
+	key := "$VIGIL_API_KEY" // the shell expands it: double quotes below
+	switch {
+	case s.devKey != "":
 		key = s.devKey
 		fmt.Fprintf(w, "No API key configured: generated a development key for this run (full access):\n  %s\n", s.devKey)
+	case s.cfg.APIKeysFile != "":
+		key = "$VIGIL_KEY"
+		fmt.Fprintf(w, "Set VIGIL_KEY to the secret of a key of %s with the score scope.\n", s.cfg.APIKeysFile)
 	}
-	fmt.Fprintf(w, "Score a transaction:\n  curl -s -H 'Authorization: Bearer %s' %s://%s/v1/score \\\n    -d '{\"id\":\"tx_1001\",\"amount\":4599,\"currency\":\"USD\",\"card\":{\"token\":\"tok_4f9a\",\"country\":\"US\"},\"account\":{\"id\":\"acct_42\"},\"merchant\":{\"id\":\"m_1\",\"mcc\":\"5411\",\"country\":\"US\"}}'\n", key, scheme, addr)
+	fmt.Fprintf(w, "Score a transaction:\n%s", scoreCurl(scheme+"://"+addr, key, tls, s.cfg.TLS.ClientCAFile != ""))
 	fmt.Fprintf(w, "Add ?explain=true to see the features the rules read. Stop with Ctrl-C.\n\n")
 }
+
+// scoreCurl is the banner's example: a curl command scoring a transaction
+// at base, with key in double quotes (a $VARIABLE expands) and, over TLS,
+// placeholders for the CA and the client certificate.
+func scoreCurl(base, key string, tls, mtls bool) string {
+	opts := ""
+	if tls {
+		opts = " --cacert CA.pem" // the server certificate's CA, unless the system trusts it
+		if mtls {
+			opts += " --cert CLIENT.pem --key CLIENT.key"
+		}
+	}
+	return fmt.Sprintf("  curl -s%s -H \"Authorization: Bearer %s\" %s/v1/score \\\n    -d '%s'\n", opts, key, base, exampleTransaction)
+}
+
+const exampleTransaction = `{"id":"tx_1001","amount":4599,"currency":"USD","card":{"token":"tok_4f9a","country":"US"},"account":{"id":"acct_42"},"merchant":{"id":"m_1","mcc":"5411","country":"US"}}`
 
 // loadFeatures builds the features engine of vigil serve from a
 // definitions file, or the embedded default when path is empty. label_rate

@@ -21,6 +21,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/vigil-fraud/vigil/engine/stream/kafkatest"
 	"github.com/vigil-fraud/vigil/signals"
 )
 
@@ -37,6 +38,7 @@ func TestServeWithKafkaAndSignals(t *testing.T) {
 	if brokers == "" || chAddr == "" {
 		t.Skip("VIGIL_TEST_KAFKA and VIGIL_TEST_CLICKHOUSE not set: make test starts both (deploy/services.sh up)")
 	}
+	kafkatest.Shared(t, brokers) // engine/stream's broker-restart test waits
 	var b [5]byte
 	rand.Read(b[:])
 	suffix := hex.EncodeToString(b[:])
@@ -45,6 +47,7 @@ func TestServeWithKafkaAndSignals(t *testing.T) {
 	cfgPath := filepath.Join(dir, "vigil.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
 listen: %s
+log: {level: debug}
 kafka:
   brokers: [%s]
   group: g_%s
@@ -135,7 +138,8 @@ signals:
 	}, &stderr)
 
 	// and one on the labels topic
-	lw := &kafka.Writer{Addr: kafka.TCP(strings.Split(brokers, ",")...), Topic: txTopic + ".labels", BatchTimeout: time.Millisecond}
+	// acks=all: the default (none) may lose the message silently
+	lw := &kafka.Writer{Addr: kafka.TCP(strings.Split(brokers, ",")...), Topic: txTopic + ".labels", BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
 	waitFor(t, 120*time.Second, "a label written to Kafka", func() bool {
 		return lw.WriteMessages(context.Background(), kafka.Message{Value: []byte(`{"labels":[{"event_id":"kafka_1","label":"chargeback"}]}`)}) == nil
 	}, &stderr)

@@ -64,6 +64,9 @@ func cmdSignals(args []string, stdout, stderr io.Writer) int {
 	days := fs.Int("days", -1, "retention in days (retention only; default: signals.retention.days)")
 	switch sub {
 	case "migrate", "retention", "status":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, signalsUsage)
+		return 0
 	default:
 		fmt.Fprintf(stderr, "vigil signals: unknown command %q\n%s", sub, signalsUsage)
 		return 2

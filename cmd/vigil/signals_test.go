@@ -126,3 +126,12 @@ func TestSignalsMigrateAndTune(t *testing.T) {
 		t.Errorf("candidate report: outcomes %v, threshold 36 %+v, warnings %v", rep.Outcomes, rep.Thresholds[36], rep.Warnings)
 	}
 }
+
+func TestSignalsHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "--help", "help"} {
+		var out, errb bytes.Buffer
+		if code := dispatch([]string{"signals", arg}, &out, &errb); code != 0 || !strings.Contains(out.String(), "vigil signals migrate") || errb.Len() != 0 {
+			t.Errorf("signals %s: exit %d, stdout %q, stderr %q", arg, code, out.String(), errb.String())
+		}
+	}
+}

@@ -226,6 +226,9 @@ func csvRow(targets, row []string, currency string, now time.Time) (Transaction,
 	if major != "" {
 		cur, _ := obj["currency"].(string)
 		exp, ok := event.CurrencyExponent(strings.ToUpper(cur))
+		if !ok && cur == "" {
+			return tx, nil, errors.New("amount.major: no currency to read it in: map a currency column or give the file's currency (--currency EUR)")
+		}
 		if !ok {
 			return tx, nil, fmt.Errorf("amount.major: unknown currency %s", show(cur))
 		}

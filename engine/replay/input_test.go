@@ -107,7 +107,8 @@ func TestReadCSV(t *testing.T) {
 		{name: "bad time", in: "id,time,amount,currency,card.token\na,yesterday,1,EUR,c\n", err: "csv line 2: time"},
 		{name: "bad label", m: Mapping{Columns: map[string]string{"F": "label"}}, in: "id,time,amount,currency,card.token,F\na,1767225600,1,EUR,c,maybe\n", err: `label "maybe"`},
 		{name: "known_at without label", m: Mapping{Columns: map[string]string{"K": "label.known_at"}}, in: "id,time,amount,currency,card.token,K\na,1767225600,1,EUR,c,1767225600\n", err: "without a label"},
-		{name: "major amount in an unknown currency", m: Mapping{Columns: map[string]string{"A": "amount.major"}}, in: "id,time,A,card.token\na,1767225600,1,c\n", err: "unknown currency"},
+		{name: "major amount without a currency", m: Mapping{Columns: map[string]string{"A": "amount.major"}}, in: "id,time,A,card.token\na,1767225600,1,c\n", err: "no currency to read it in: map a currency column or give the file's currency (--currency EUR)"},
+		{name: "major amount in an unknown currency", m: Mapping{Columns: map[string]string{"A": "amount.major"}}, in: "id,time,A,currency,card.token\na,1767225600,1,XXQ,c\n", err: `unknown currency "XXQ"`},
 		{name: "card number refused", in: "id,time,amount,currency,card.token\na,1767225600,1,EUR,4111 1111 1111 1111\n", err: "card number"},
 		{name: "empty file", in: "", check: func(t *testing.T, ds *Dataset) {
 			if len(ds.Transactions) != 0 {

@@ -228,6 +228,9 @@ func TestPoisonMessagesDeadLettered(t *testing.T) {
 			t.Errorf("vigil_kafka_dead_lettered_total{code=%q} = %v, want %v", code, got, want)
 		}
 	}
+	if got := testutil.ToFloat64(r.c.m.events.WithLabelValues("dead_lettered")); got != 5 {
+		t.Errorf(`vigil_kafka_events_total{outcome="dead_lettered"} = %v, want 5`, got)
+	}
 }
 
 func headers(m kafka.Message) map[string]string {

@@ -8,25 +8,26 @@ import (
 
 // metrics are the consumer's Prometheus metrics.
 type metrics struct {
-	events        *prometheus.CounterVec // outcome: decided, replayed, dead_lettered, rebuilt, rebuild_skipped
-	decided       prometheus.Counter
-	replayed      prometheus.Counter
-	deadLettered  *prometheus.CounterVec // code
-	decodeFailed  *prometheus.CounterVec // code
-	rebuilt       prometheus.Counter
-	rebuildSkip   prometheus.Counter
-	lag           *prometheus.GaugeVec // partition
-	watermark     *prometheus.GaugeVec // partition
-	late          prometheus.Counter
-	e2eEvent      prometheus.Observer
-	e2eAppend     prometheus.Observer
-	errors        *prometheus.CounterVec // op: fetch, produce, commit, group, offsets
-	assigned      prometheus.Gauge
-	ready         prometheus.Gauge
-	generations   prometheus.Counter
-	batch         prometheus.Histogram
-	rebuildTime   prometheus.Histogram
-	decisionsSent prometheus.Counter
+	events             *prometheus.CounterVec // outcome: decided, replayed, dead_lettered, rebuilt, rebuild_skipped
+	decided            prometheus.Counter
+	replayed           prometheus.Counter
+	deadLettered       *prometheus.CounterVec // code
+	deadLetteredEvents prometheus.Counter     // events{outcome="dead_lettered"}
+	decodeFailed       *prometheus.CounterVec // code
+	rebuilt            prometheus.Counter
+	rebuildSkip        prometheus.Counter
+	lag                *prometheus.GaugeVec // partition
+	watermark          *prometheus.GaugeVec // partition
+	late               prometheus.Counter
+	e2eEvent           prometheus.Observer
+	e2eAppend          prometheus.Observer
+	errors             *prometheus.CounterVec // op: fetch, produce, commit, group, offsets
+	assigned           prometheus.Gauge
+	ready              prometheus.Gauge
+	generations        prometheus.Counter
+	batch              prometheus.Histogram
+	rebuildTime        prometheus.Histogram
+	decisionsSent      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, topic string) *metrics {
@@ -38,6 +39,7 @@ func newMetrics(reg prometheus.Registerer, topic string) *metrics {
 	m.replayed = m.events.WithLabelValues("replayed")
 	m.rebuilt = m.events.WithLabelValues("rebuilt")
 	m.rebuildSkip = m.events.WithLabelValues("rebuild_skipped")
+	m.deadLetteredEvents = m.events.WithLabelValues("dead_lettered")
 	m.deadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_kafka_dead_lettered_total", ConstLabels: cl,
 		Help: "Messages sent to the dead-letter topic (or dropped when it is off), by error code."}, []string{"code"})
 	m.decodeFailed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_kafka_decode_failures_total", ConstLabels: cl,

@@ -53,11 +53,16 @@ func EnsureTopics(ctx context.Context, client *kafka.Client, topics ...Topic) (m
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	// A new partition answers only once it has a leader.
+	// A new partition answers only once it has a leader and its log: a
+	// consumer group joined before that may be assigned nothing and never
+	// read the topic (segmentio/kafka-go#585), so wait for both.
 	for {
 		counts, led, err := leaders(ctx, client, topicNames(topics)...)
-		if err != nil || led {
-			return counts, err
+		if err != nil {
+			return nil, err
+		}
+		if led && readable(ctx, client, counts) {
+			return counts, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -65,6 +70,33 @@ func EnsureTopics(ctx context.Context, client *kafka.Client, topics ...Topic) (m
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// readable reports whether every partition of the topics answers a
+// request for its first offset.
+func readable(ctx context.Context, client *kafka.Client, counts map[string]int) bool {
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for name, n := range counts {
+		for p := range n {
+			req.Topics[name] = append(req.Topics[name], kafka.FirstOffsetOf(p))
+		}
+	}
+	res, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		return false
+	}
+	for name, n := range counts {
+		parts := res.Topics[name]
+		if len(parts) != n {
+			return false
+		}
+		for _, p := range parts {
+			if p.Error != nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // leaders returns the partition counts of the topics and whether every

@@ -310,6 +310,7 @@ func (w *worker) deadLetter(msgs []kafka.Message, m *kafka.Message, err error, d
 		c.m.decodeFailed.WithLabelValues(dl.code).Inc()
 	}
 	c.m.deadLettered.WithLabelValues(dl.code).Inc()
+	c.m.deadLetteredEvents.Inc()
 	if n, ok := deadLetterLogs.allow(); ok {
 		c.log.Warn("kafka: message not scored, sent to the dead-letter topic", "code", dl.code, "topic", m.Topic,
 			"partition", m.Partition, "offset", m.Offset, "dead_letter_topic", c.cfg.Topics.DeadLetter, "count", n)
