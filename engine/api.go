@@ -42,6 +42,9 @@ type API struct {
 	ready    atomic.Bool
 	now      func() time.Time
 	extra    []route
+	// clientCert: every endpoint but the health checks needs a verified
+	// client certificate (mutual TLS with tls.VerifyClientCertIfGiven).
+	clientCert bool
 }
 
 type route struct {
@@ -77,6 +80,13 @@ func NewAPI(e *Engine, keys *Keyring, log *slog.Logger, reloader Reloader) (*API
 
 // SetReady sets what /readyz answers.
 func (a *API) SetReady(ok bool) { a.ready.Store(ok) }
+
+// RequireClientCert makes every endpoint but /healthz and /readyz refuse
+// a request whose connection presented no verified client certificate.
+// The TLS listener verifies the certificates that are presented
+// (tls.VerifyClientCertIfGiven) and lets probes connect without one. Call
+// it before Handler.
+func (a *API) RequireClientCert() { a.clientCert = true }
 
 // Handler returns the API's routes.
 func (a *API) Handler() http.Handler {
@@ -145,6 +155,9 @@ func (a *API) wrap(name string, scope Scope, h http.HandlerFunc) http.Handler {
 		switch {
 		case scope == "":
 			h(sw, r)
+		case a.clientCert && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0):
+			writeError(sw, r, http.StatusUnauthorized, "client_certificate_required",
+				"this endpoint needs a client certificate signed by the server's client CA", nil)
 		default:
 			key, ok := a.keys.Authenticate(r)
 			switch {

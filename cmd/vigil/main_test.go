@@ -37,12 +37,12 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startServe starts `vigil serve` on addr with env added to the
+// startServe starts `vigil serve` with args and env added to the
 // environment and returns it with its banner (up to "Stop with Ctrl-C")
 // and its stderr.
-func startServe(t *testing.T, bin, addr string, env ...string) (*exec.Cmd, string, *bytes.Buffer) {
+func startServe(t *testing.T, bin string, args []string, env ...string) (*exec.Cmd, string, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", addr)
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
@@ -69,7 +69,7 @@ func startServe(t *testing.T, bin, addr string, env ...string) (*exec.Cmd, strin
 // printed curl command's request, and stops it with SIGTERM.
 func TestServeAsANewUser(t *testing.T) {
 	bin := buildVigil(t)
-	cmd, banner, stderr := startServe(t, bin, freeAddr(t), "VIGIL_API_KEY=")
+	cmd, banner, stderr := startServe(t, bin, []string{"--listen", freeAddr(t)}, "VIGIL_API_KEY=")
 	m := regexp.MustCompile(`curl -s -H "Authorization: Bearer (vgl_\S+)" (\S+) \\\n\s+-d '(.*)'`).FindStringSubmatch(banner)
 	if m == nil {
 		t.Fatalf("no curl command in the banner:\n%s\nstderr:\n%s", banner, stderr.String())
@@ -133,7 +133,7 @@ func TestBannerCommandRuns(t *testing.T) {
 		t.Skip("no curl")
 	}
 	const secret = "a-long-enough-banner-secret"
-	_, banner, stderr := startServe(t, buildVigil(t), freeAddr(t), "VIGIL_API_KEY="+secret)
+	_, banner, stderr := startServe(t, buildVigil(t), []string{"--listen", freeAddr(t)}, "VIGIL_API_KEY="+secret)
 	i := strings.Index(banner, "curl ")
 	j := strings.Index(banner, "Add ?explain")
 	if i < 0 || j < i {

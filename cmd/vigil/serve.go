@@ -185,6 +185,9 @@ func newServer(cfg config, log *slog.Logger) (srv *server, err error) {
 	if s.api, err = engine.NewAPI(s.engine, s.keys, log, s.loader); err != nil {
 		return nil, err
 	}
+	if cfg.TLS.ClientCAFile != "" {
+		s.api.RequireClientCert()
+	}
 	if s.signals != nil {
 		s.api.Handle("POST /v1/labels", "labels", engine.ScopeLabels, signals.LabelsHandler(s.signals))
 	} else {
@@ -259,7 +262,10 @@ func (s *server) tlsConfig() (*tls.Config, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("tls: no certificates in %s", t.ClientCAFile)
 		}
-		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		// A presented certificate is verified in the handshake; the API
+		// refuses requests without one except on the health checks, so
+		// that probes and load balancers need no certificate.
+		c.ClientCAs, c.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
 	return c, nil
 }
