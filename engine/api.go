@@ -60,9 +60,10 @@ func (a *API) Handle(pattern, name string, scope Scope, h http.HandlerFunc) {
 	a.extra = append(a.extra, route{pattern, name, scope, h})
 }
 
-// WriteError writes the API's JSON error body.
-func WriteError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	writeError(w, r, status, code, msg, nil)
+// WriteError writes the API's JSON error body, with the fields in error
+// if any.
+func WriteError(w http.ResponseWriter, r *http.Request, status int, code, msg string, fields ...event.FieldError) {
+	writeError(w, r, status, code, msg, fields)
 }
 
 // WriteJSON writes v as a JSON response.

@@ -44,39 +44,69 @@ type LabelsRequest struct {
 	Labels []Label `json:"labels"`
 }
 
+// LabelsError is the error of a refused labels request: every problem
+// found, each with its JSON path, and whether a card number was among them
+// (HTTP 422 instead of 400, as for events).
+type LabelsError struct {
+	Fields []event.FieldError
+	PAN    bool
+}
+
+func (e *LabelsError) Error() string { return event.JoinFields("invalid labels: ", e.Fields) }
+
+// maxLabelProblems bounds the problems listed; a final one counts the rest.
+const maxLabelProblems = 20
+
+// panReason never repeats the value.
+const panReason = "looks like a card number; send the transaction's id, never a card number"
+
 // DecodeLabels decodes and validates a labels request strictly (unknown
-// fields are refused), filling default times with now. Every problem is
-// reported at once.
+// fields are refused), filling default times with now. The JSON's shape
+// is checked first (the first problem stops decoding); then every problem
+// of the values is reported at once. Errors are *LabelsError.
 func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
 	var req LabelsRequest
 	if err := d.Decode(&req); err != nil {
-		return nil, fmt.Errorf("invalid labels: %w", err)
+		return nil, labelsShapeError(err)
 	}
 	if d.More() {
-		return nil, errors.New("invalid labels: data after the JSON object")
+		return nil, &LabelsError{Fields: []event.FieldError{{Reason: "data after the JSON object"}}}
 	}
 	if len(req.Labels) == 0 {
-		return nil, errors.New("invalid labels: labels: empty")
+		return nil, &LabelsError{Fields: []event.FieldError{{Path: "labels", Reason: "empty: send at least one label"}}}
 	}
 	if len(req.Labels) > MaxLabelsPerRequest {
-		return nil, fmt.Errorf("invalid labels: labels: more than %d", MaxLabelsPerRequest)
+		return nil, &LabelsError{Fields: []event.FieldError{{Path: "labels", Reason: fmt.Sprintf("more than %d labels in one request", MaxLabelsPerRequest)}}}
 	}
-	var errs []string
+	e := &LabelsError{}
+	more := 0
 	for i := range req.Labels {
 		l := &req.Labels[i]
-		at := func(field, reason string) { errs = append(errs, fmt.Sprintf("labels[%d].%s: %s", i, field, reason)) }
+		at := func(field, reason string) {
+			if len(e.Fields) == maxLabelProblems {
+				more++
+				return
+			}
+			e.Fields = append(e.Fields, event.FieldError{Path: fmt.Sprintf("labels[%d].%s", i, field), Reason: reason})
+		}
 		switch {
 		case l.EventID == "":
 			at("event_id", "required")
+		case event.ContainsPAN(l.EventID):
+			e.PAN = true
+			at("event_id", panReason)
 		case !validEventID(l.EventID):
 			at("event_id", "must be printable ASCII without spaces, at most 128 bytes")
-		case event.ContainsPAN(l.EventID):
-			at("event_id", "looks like a card number")
 		}
 		if !slices.Contains(Labels, l.Label) {
-			at("label", "must be one of "+strings.Join(Labels, ", "))
+			if event.ContainsPAN(l.Label) {
+				e.PAN = true
+				at("label", panReason)
+			} else {
+				at("label", "must be one of "+strings.Join(Labels, ", "))
+			}
 		}
 		if l.LabelledAt.IsZero() {
 			l.LabelledAt = now
@@ -85,19 +115,50 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 		}
 		l.LabelledAt = l.LabelledAt.UTC()
 		switch {
+		case event.ContainsPAN(l.Source):
+			e.PAN = true
+			at("source", panReason)
 		case len(l.Source) > 128 || !printable(l.Source):
 			at("source", "must be printable, at most 128 bytes")
-		case event.ContainsPAN(l.Source):
-			at("source", "looks like a card number")
 		}
 	}
-	if len(errs) > 0 {
-		if len(errs) > 20 {
-			errs = append(errs[:20], fmt.Sprintf("and %d more", len(errs)-20))
-		}
-		return nil, errors.New("invalid labels: " + strings.Join(errs, "; "))
+	if more > 0 {
+		e.Fields = append(e.Fields, event.FieldError{Reason: fmt.Sprintf("and %d more problems", more)})
+	}
+	if len(e.Fields) > 0 {
+		return nil, e
 	}
 	return req.Labels, nil
+}
+
+// labelsShapeError words a JSON decoding error for the author of the
+// request: paths, JSON kinds, no Go types. A value in error is never
+// repeated (it may be a card number).
+func labelsShapeError(err error) *LabelsError {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	one := func(path, reason string) *LabelsError {
+		return &LabelsError{Fields: []event.FieldError{{Path: path, Reason: reason}}}
+	}
+	switch {
+	case errors.As(err, &te) && te.Field == "":
+		return one("", fmt.Sprintf(`expected an object {"labels": [...]}, got %s`, te.Value))
+	case errors.As(err, &te):
+		return one(te.Field, fmt.Sprintf("wrong type: got %s", te.Value))
+	case errors.As(err, &se):
+		return one("", fmt.Sprintf("malformed JSON at byte %d", se.Offset))
+	case errors.Is(err, io.EOF):
+		return one("", `empty body: expected {"labels": [...]}`)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return one("", "truncated JSON")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return one("", "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		return one("labelled_at", "expected an RFC 3339 time such as 2026-01-02T15:04:05Z")
+	}
+	return one("", "invalid JSON")
 }
 
 func validEventID(s string) bool {
@@ -161,7 +222,8 @@ func insertLabels(ctx context.Context, conn driver.Conn, db string, labels []Lab
 // LabelsHandler serves POST /v1/labels: a JSON body {"labels": [{"event_id",
 // "label", "labelled_at", "source"}, ...]} of at most 10,000 labels,
 // validated all or nothing, stored synchronously. Answers 200
-// {"accepted": n}, 400 invalid_labels, 413 too_large, or 503 unavailable
+// {"accepted": n}, 400 invalid_labels (every problem in the error's
+// fields), 422 card_number_refused, 413 too_large, or 503 unavailable
 // when ClickHouse cannot take them now (retry later). Mount it with the
 // API's authentication, scope labels.
 func LabelsHandler(w *Writer) http.HandlerFunc {
@@ -173,7 +235,16 @@ func LabelsHandler(w *Writer) http.HandlerFunc {
 		}
 		labels, err := DecodeLabels(body, time.Now())
 		if err != nil {
-			engine.WriteError(rw, r, http.StatusBadRequest, "invalid_labels", err.Error())
+			var le *LabelsError
+			switch {
+			case errors.As(err, &le) && le.PAN:
+				engine.WriteError(rw, r, http.StatusUnprocessableEntity, "card_number_refused",
+					"the labels contain what looks like a raw card number; send transaction ids", le.Fields...)
+			case errors.As(err, &le):
+				engine.WriteError(rw, r, http.StatusBadRequest, "invalid_labels", le.Error(), le.Fields...)
+			default:
+				engine.WriteError(rw, r, http.StatusBadRequest, "invalid_labels", err.Error())
+			}
 			return
 		}
 		if err := w.InsertLabels(r.Context(), labels); err != nil {

@@ -2,6 +2,7 @@ package signals
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -60,18 +61,45 @@ func TestLabelsHandlerErrors(t *testing.T) {
 	}
 	defer w.Close()
 	h := LabelsHandler(w)
+	type field struct{ Path, Reason string }
 	for _, tt := range []struct {
-		body string
-		code int
+		body    string
+		code    int
+		errCode string
+		fields  []string // paths, in order
+		message string   // a substring
 	}{
-		{`{"labels":[{"event_id":"x","label":"nope"}]}`, 400},
-		{`{"labels":[{"event_id":"x","label":"chargeback"}]}`, 503},
-		{strings.Repeat(" ", 5<<20), 413},
+		{`{"labels":[{"event_id":"x","label":"nope"}]}`, 400, "invalid_labels", []string{"labels[0].label"}, "labels[0].label: must be one of"},
+		{`{"labels":[{"event_id":"","label":"nope"},{"event_id":"y","label":"chargeback","source":"a\u0001b"}]}`, 400, "invalid_labels",
+			[]string{"labels[0].event_id", "labels[0].label", "labels[1].source"}, "labels[1].source: must be printable"},
+		{`[{"event_id":"x","label":"chargeback"}]`, 400, "invalid_labels", []string{""}, `expected an object {\"labels\": [...]}, got array`},
+		{`{"labels":[{"event_id":"x","label":"chargeback","extra":1}]}`, 400, "invalid_labels", []string{""}, `unknown field \"extra\"`},
+		{`{"labels":[{"event_id":"x","label":5}]}`, 400, "invalid_labels", []string{"labels.label"}, "wrong type: got number"},
+		{`{"labels":[{"event_id":"4111111111111111","label":"chargeback"},{"event_id":"ok","label":"chargeback","source":"4111 1111 1111 1111"}]}`, 422, "card_number_refused",
+			[]string{"labels[0].event_id", "labels[1].source"}, "raw card number"},
+		{`{"labels":[{"event_id":"x","label":"chargeback"}]}`, 503, "unavailable", nil, "retry later"},
+		{strings.Repeat(" ", 5<<20), 413, "too_large", nil, "4 MiB"},
 	} {
 		rec := httptest.NewRecorder()
 		h(rec, httptest.NewRequest(http.MethodPost, "/v1/labels", bytes.NewReader([]byte(tt.body))))
-		if rec.Code != tt.code || !strings.Contains(rec.Body.String(), `"error"`) {
-			t.Errorf("%.40q: %d %s", tt.body, rec.Code, rec.Body.String())
+		var resp struct {
+			Error struct {
+				Code, Message string
+				Fields        []field
+			}
+		}
+		json.Unmarshal(rec.Body.Bytes(), &resp)
+		var paths []string
+		for _, f := range resp.Error.Fields {
+			paths = append(paths, f.Path)
+		}
+		if rec.Code != tt.code || resp.Error.Code != tt.errCode || !slices.Equal(paths, tt.fields) || !strings.Contains(rec.Body.String(), tt.message) {
+			t.Errorf("%.60q: %d %s; want %d %s fields %q with %q", tt.body, rec.Code, rec.Body.String(), tt.code, tt.errCode, tt.fields, tt.message)
+		}
+		for _, leak := range []string{"4111", "signals.", "Go value", "json:"} {
+			if strings.Contains(rec.Body.String(), leak) {
+				t.Errorf("%.60q: the answer contains %q: %s", tt.body, leak, rec.Body.String())
+			}
 		}
 	}
 }

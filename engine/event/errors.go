@@ -19,10 +19,14 @@ type Error struct {
 	PAN bool
 }
 
-func (e *Error) Error() string {
+func (e *Error) Error() string { return JoinFields("invalid event: ", e.Fields) }
+
+// JoinFields writes problems as one message: prefix, then "path: reason"
+// separated by "; ".
+func JoinFields(prefix string, fields []FieldError) string {
 	var b strings.Builder
-	b.WriteString("invalid event: ")
-	for i, f := range e.Fields {
+	b.WriteString(prefix)
+	for i, f := range fields {
 		if i > 0 {
 			b.WriteString("; ")
 		}
