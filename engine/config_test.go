@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigErrors(t *testing.T) {
@@ -60,10 +62,45 @@ func TestConfigShapeAllAtOnce(t *testing.T) {
 	if strings.Contains(err.Error(), "idempotency") || strings.Contains(err.Error(), "main.config") || strings.Contains(err.Error(), "not found in type") {
 		t.Errorf("error names an empty section or a Go type:\n%v", err)
 	}
+	// merge keys bring their mapping's keys in, checked like the others
+	os.WriteFile(p, []byte("x-base: &base {max_entities: 9, lateness: 1m}\nfeatures:\n  <<: *base\n  retention: 30d\n"), 0o600)
+	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "x-base: unknown key") || strings.Contains(err.Error(), "<<") {
+		t.Errorf("merge key: %v", err)
+	}
+	os.WriteFile(p, []byte("features: {<<: {max_entities: 9}, lateness: 1m}\n"), 0o600)
+	if c, err := LoadConfig(p); err != nil || c.Features.MaxEntities != 9 {
+		t.Errorf("merge: %v", err)
+	}
+	os.WriteFile(p, []byte("features: {<<: [{max_entities: 9}, {colour: red}]}\n"), 0o600)
+	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "features.colour: unknown key") {
+		t.Errorf("merged unknown key: %v", err)
+	}
 	os.WriteFile(p, []byte("idempotency:\nfeatures:\n  max_entities: 7\n"), 0o600)
 	c, err := LoadConfig(p)
 	if err != nil || c.Features.MaxEntities != 7 || c.Idempotency != DefaultConfig().Idempotency {
 		t.Errorf("err %v, max_entities %d, idempotency %+v", err, c.Features.MaxEntities, c.Idempotency)
+	}
+}
+
+// TestConfigShapeBounded: a small document whose aliases and merge keys
+// stand for millions of unknown keys is refused quickly, with a bounded
+// message.
+func TestConfigShapeBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("tls: &a {")
+	for i := range 1000 {
+		fmt.Fprintf(&b, "k%d: 1, ", i)
+	}
+	b.WriteString("}\nreload: &b {<<: [" + strings.Repeat("*a, ", 99) + "*a]}\nidempotency: {<<: [" + strings.Repeat("*b, ", 99) + "*b]}\n")
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte(b.String()), 0o600)
+	start := time.Now()
+	_, err := LoadConfig(p)
+	if err == nil || len(err.Error()) > 20_000 || time.Since(start) > 5*time.Second {
+		t.Fatalf("%v, %d bytes of error in %s", err != nil, len(fmt.Sprint(err)), time.Since(start))
+	}
+	if !strings.Contains(err.Error(), "more than 100000 values") && !strings.Contains(err.Error(), "more problems") {
+		t.Errorf("error does not say it stopped: %.300s", err)
 	}
 }
 

@@ -33,6 +33,9 @@ func checkShape(doc *yaml.Node, t reflect.Type) error {
 	if c.budget < 0 {
 		return fmt.Errorf("more than %d values (aliases included): not a configuration", maxShapeNodes)
 	}
+	if c.more > 0 {
+		c.errs = append(c.errs, fmt.Errorf("and %d more problems", c.more))
+	}
 	return errors.Join(c.errs...)
 }
 
@@ -40,9 +43,21 @@ func checkShape(doc *yaml.Node, t reflect.Type) error {
 // can stand for billions of values.
 const maxShapeNodes = 100_000
 
+// maxShapeErrors bounds the problems listed; the rest are counted.
+const maxShapeErrors = 50
+
 type shapeCheck struct {
 	errs   []error
+	more   int // problems beyond maxShapeErrors
 	budget int
+}
+
+func (c *shapeCheck) add(err error) {
+	if len(c.errs) == maxShapeErrors {
+		c.more++
+		return
+	}
+	c.errs = append(c.errs, err)
 }
 
 func (c *shapeCheck) of(n *yaml.Node, t reflect.Type, path string) {
@@ -64,10 +79,23 @@ func (c *shapeCheck) of(n *yaml.Node, t reflect.Type, path string) {
 		yamlFields(t, fields)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			for k.Kind == yaml.AliasNode && k.Alias != nil {
+				k = k.Alias
+			}
+			if c.budget--; c.budget < 0 {
+				return
+			}
+			if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" { // <<: *defaults
+				c.merge(v, t, path)
+				continue
+			}
 			ft, ok := fields[k.Value]
 			if !ok {
-				c.errs = append(c.errs, fmt.Errorf("line %d:%d: %s: unknown key%s", k.Line, k.Column, join(path, k.Value),
-					rules.Suggest(k.Value, slices.Sorted(maps.Keys(fields)), "")))
+				hint := ""
+				if len(k.Value) <= 64 && len(c.errs) < maxShapeErrors {
+					hint = rules.Suggest(k.Value, slices.Sorted(maps.Keys(fields)), "")
+				}
+				c.add(fmt.Errorf("line %d:%d: %s: unknown key%s", k.Line, k.Column, join(path, k.Value), hint))
 				continue
 			}
 			c.of(v, ft, join(path, k.Value))
@@ -84,9 +112,24 @@ func (c *shapeCheck) of(n *yaml.Node, t reflect.Type, path string) {
 	case t.Kind() == reflect.Interface:
 	default: // a leaf, or a node of the wrong kind: decode it alone
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			c.errs = append(c.errs, leafError(n, path, err))
+			c.add(leafError(n, path, err))
 		}
 	}
+}
+
+// merge checks the mappings a merge key brings in (one, or a list) as
+// part of the mapping it is in.
+func (c *shapeCheck) merge(v *yaml.Node, t reflect.Type, path string) {
+	for v.Kind == yaml.AliasNode && v.Alias != nil {
+		v = v.Alias
+	}
+	if v.Kind == yaml.SequenceNode {
+		for _, item := range v.Content {
+			c.of(item, t, path)
+		}
+		return
+	}
+	c.of(v, t, path)
 }
 
 // yamlFields adds the keys of struct t (inline structs' included) to m.

@@ -69,6 +69,9 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 	d.DisallowUnknownFields()
 	var req LabelsRequest
 	if err := d.Decode(&req); err != nil {
+		if event.ContainsPAN(string(data)) { // anywhere, a key included: never echoed
+			return nil, &LabelsError{PAN: true, Fields: []event.FieldError{{Reason: "the body holds what looks like a card number; send transaction ids, never card numbers"}}}
+		}
 		return nil, labelsShapeError(err)
 	}
 	if d.More() {

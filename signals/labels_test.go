@@ -77,6 +77,8 @@ func TestLabelsHandlerErrors(t *testing.T) {
 		{`{"labels":[{"event_id":"x","label":5}]}`, 400, "invalid_labels", []string{"labels.label"}, "wrong type: got number"},
 		{`{"labels":[{"event_id":"4111111111111111","label":"chargeback"},{"event_id":"ok","label":"chargeback","source":"4111 1111 1111 1111"}]}`, 422, "card_number_refused",
 			[]string{"labels[0].event_id", "labels[1].source"}, "raw card number"},
+		{`{"labels":[{"4111111111111111":1}]}`, 422, "card_number_refused", []string{""}, "raw card number"},
+		{`{"labels":[{"event_id":"4111111111111111","label":"chargeback","x":1}]}`, 422, "card_number_refused", []string{""}, "raw card number"},
 		{`{"labels":[{"event_id":"x","label":"chargeback"}]}`, 503, "unavailable", nil, "retry later"},
 		{strings.Repeat(" ", 5<<20), 413, "too_large", nil, "4 MiB"},
 	} {

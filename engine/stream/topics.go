@@ -55,13 +55,16 @@ func EnsureTopics(ctx context.Context, client *kafka.Client, topics ...Topic) (m
 	}
 	// A new partition answers only once it has a leader and its log: a
 	// consumer group joined before that may be assigned nothing and never
-	// read the topic (segmentio/kafka-go#585), so wait for both.
+	// read the topic (segmentio/kafka-go#585), so wait for both (for the
+	// log at most readableWait: a cluster that refuses ListOffsets, to
+	// this client or at all, must not hang the caller).
+	start := time.Now()
 	for {
 		counts, led, err := leaders(ctx, client, topicNames(topics)...)
 		if err != nil {
 			return nil, err
 		}
-		if led && readable(ctx, client, counts) {
+		if led && (time.Since(start) > readableWait || readable(ctx, client, counts)) {
 			return counts, nil
 		}
 		select {
@@ -71,6 +74,8 @@ func EnsureTopics(ctx context.Context, client *kafka.Client, topics ...Topic) (m
 		}
 	}
 }
+
+const readableWait = 10 * time.Second
 
 // readable reports whether every partition of the topics answers a
 // request for its first offset.

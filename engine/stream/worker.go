@@ -270,15 +270,15 @@ func (w *worker) process(ctx context.Context, batch []kafka.Message) *outBatch {
 			c.m.rebuilt.Inc()
 			continue
 		}
-		if d.Replayed {
-			c.m.replayed.Inc()
-		} else {
-			c.m.decided.Inc()
-		}
 		val, err := encodeDecision(d, ev, now)
 		if err != nil {
 			out.msgs = w.deadLetter(out.msgs, m, err, false)
 			continue
+		}
+		if d.Replayed { // one outcome per event: counted once encoded
+			c.m.replayed.Inc()
+		} else {
+			c.m.decided.Inc()
 		}
 		out.msgs = append(out.msgs, kafka.Message{Topic: c.cfg.Topics.Decisions, Key: []byte(PrimaryKey(ev)), Value: val})
 		out.times = append(out.times, ev.Time.UnixNano(), m.Time.UnixNano())
