@@ -74,7 +74,7 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 		}
 		return nil, labelsShapeError(err)
 	}
-	if d.More() {
+	if len(bytes.TrimSpace(data[d.InputOffset():])) > 0 { // d.More() takes a stray ] or } for the end
 		return nil, &LabelsError{Fields: []event.FieldError{{Reason: "data after the JSON object"}}}
 	}
 	if len(req.Labels) == 0 {

@@ -30,6 +30,8 @@ func TestDecodeLabels(t *testing.T) {
 		{"unknown field", `{"labels":[{"event_id":"x","label":"chargeback","amount":3}]}`, "unknown field"},
 		{"empty", `{"labels":[]}`, "empty"},
 		{"trailing", `{"labels":[{"event_id":"x","label":"chargeback"}]} {}`, "after the JSON"},
+		{"trailing bracket", `{"labels":[{"event_id":"x","label":"chargeback"}]} ]`, "after the JSON"},
+		{"trailing brace", `{"labels":[{"event_id":"x","label":"chargeback"}]}}`, "after the JSON"},
 		{"all problems at once", `{"labels":[{"event_id":"","label":"x"},{"event_id":"y","label":"z"}]}`, "labels[1].label"},
 	}
 	for _, tt := range tests {

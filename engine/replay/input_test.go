@@ -148,6 +148,7 @@ func TestReadLabels(t *testing.T) {
 			want: []Label{{EventID: "a"}, {EventID: "b", Fraud: true, KnownAt: time.Unix(1767225600, 0).UTC()}, {EventID: "c", Fraud: true}}},
 		{name: "jsonl unknown field", file: "l.jsonl", in: `{"event_id":"a","label":"chargeback","x":1}`, err: "line 1"},
 		{name: "jsonl bad label", file: "l.jsonl", in: `{"event_id":"a","label":"meh"}`, err: `label "meh"`},
+		{name: "jsonl stray bracket", file: "l.jsonl", in: `{"event_id":"a","label":"chargeback"} ]`, err: "data after the object"},
 		{name: "jsonl no id", file: "l.jsonl", in: `{"label":"chargeback"}`, err: "event_id is required"},
 		{name: "jsonl two objects", file: "l.jsonl", in: `{"event_id":"a","label":"chargeback"} {}`, err: "data after"},
 		{name: "csv unknown column", file: "l.csv", in: "event_id,label,why\n", err: `unknown column "why"`},

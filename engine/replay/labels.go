@@ -55,7 +55,7 @@ func readLabelsJSONL(r io.Reader) ([]Label, error) {
 		if err := d.Decode(&ll); err != nil {
 			return err
 		}
-		if d.More() {
+		if len(bytes.TrimSpace(b[d.InputOffset():])) > 0 { // d.More() takes a stray ] or } for the end
 			return errors.New("data after the object")
 		}
 		l, err := newLabel(ll.EventID, ll.Label, ll.KnownAt)
