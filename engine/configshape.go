@@ -64,9 +64,7 @@ func (c *shapeCheck) of(n *yaml.Node, t reflect.Type, path string) {
 	if c.budget--; c.budget < 0 {
 		return
 	}
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n = resolve(n)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -78,10 +76,7 @@ func (c *shapeCheck) of(n *yaml.Node, t reflect.Type, path string) {
 		fields := map[string]reflect.Type{}
 		yamlFields(t, fields)
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			for k.Kind == yaml.AliasNode && k.Alias != nil {
-				k = k.Alias
-			}
+			k, v := resolve(n.Content[i]), n.Content[i+1]
 			if c.budget--; c.budget < 0 {
 				return
 			}
@@ -120,16 +115,21 @@ func (c *shapeCheck) of(n *yaml.Node, t reflect.Type, path string) {
 // merge checks the mappings a merge key brings in (one, or a list) as
 // part of the mapping it is in.
 func (c *shapeCheck) merge(v *yaml.Node, t reflect.Type, path string) {
-	for v.Kind == yaml.AliasNode && v.Alias != nil {
-		v = v.Alias
-	}
-	if v.Kind == yaml.SequenceNode {
+	if v = resolve(v); v.Kind == yaml.SequenceNode {
 		for _, item := range v.Content {
 			c.of(item, t, path)
 		}
 		return
 	}
 	c.of(v, t, path)
+}
+
+// resolve returns the node an alias stands for (n itself otherwise).
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
 }
 
 // yamlFields adds the keys of struct t (inline structs' included) to m.

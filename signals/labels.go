@@ -54,6 +54,11 @@ type LabelsError struct {
 
 func (e *LabelsError) Error() string { return event.JoinFields("invalid labels: ", e.Fields) }
 
+// oneProblem is the error of a request with a single problem.
+func oneProblem(path, reason string) *LabelsError {
+	return &LabelsError{Fields: []event.FieldError{{Path: path, Reason: reason}}}
+}
+
 // maxLabelProblems bounds the problems listed; a final one counts the rest.
 const maxLabelProblems = 20
 
@@ -75,13 +80,13 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 		return nil, labelsShapeError(err)
 	}
 	if len(bytes.TrimSpace(data[d.InputOffset():])) > 0 { // d.More() takes a stray ] or } for the end
-		return nil, &LabelsError{Fields: []event.FieldError{{Reason: "data after the JSON object"}}}
+		return nil, oneProblem("", "data after the JSON object")
 	}
 	if len(req.Labels) == 0 {
-		return nil, &LabelsError{Fields: []event.FieldError{{Path: "labels", Reason: "empty: send at least one label"}}}
+		return nil, oneProblem("labels", "empty: send at least one label")
 	}
 	if len(req.Labels) > MaxLabelsPerRequest {
-		return nil, &LabelsError{Fields: []event.FieldError{{Path: "labels", Reason: fmt.Sprintf("more than %d labels in one request", MaxLabelsPerRequest)}}}
+		return nil, oneProblem("labels", fmt.Sprintf("more than %d labels in one request", MaxLabelsPerRequest))
 	}
 	e := &LabelsError{}
 	more := 0
@@ -140,28 +145,25 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 func labelsShapeError(err error) *LabelsError {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
-	one := func(path, reason string) *LabelsError {
-		return &LabelsError{Fields: []event.FieldError{{Path: path, Reason: reason}}}
-	}
 	switch {
 	case errors.As(err, &te) && te.Field == "":
-		return one("", fmt.Sprintf(`expected an object {"labels": [...]}, got %s`, te.Value))
+		return oneProblem("", fmt.Sprintf(`expected an object {"labels": [...]}, got %s`, te.Value))
 	case errors.As(err, &te):
-		return one(te.Field, fmt.Sprintf("wrong type: got %s", te.Value))
+		return oneProblem(te.Field, fmt.Sprintf("wrong type: got %s", te.Value))
 	case errors.As(err, &se):
-		return one("", fmt.Sprintf("malformed JSON at byte %d", se.Offset))
+		return oneProblem("", fmt.Sprintf("malformed JSON at byte %d", se.Offset))
 	case errors.Is(err, io.EOF):
-		return one("", `empty body: expected {"labels": [...]}`)
+		return oneProblem("", `empty body: expected {"labels": [...]}`)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return one("", "truncated JSON")
+		return oneProblem("", "truncated JSON")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return one("", "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return oneProblem("", "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
 	var pe *time.ParseError
 	if errors.As(err, &pe) {
-		return one("labelled_at", "expected an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		return oneProblem("labelled_at", "expected an RFC 3339 time such as 2026-01-02T15:04:05Z")
 	}
-	return one("", "invalid JSON")
+	return oneProblem("", "invalid JSON")
 }
 
 func validEventID(s string) bool {
