@@ -1,6 +1,7 @@
 package features
 
 import (
+	"math"
 	"math/bits"
 
 	"github.com/axiomhq/hyperloglog"
@@ -51,7 +52,7 @@ type valueSet struct {
 	newest    uint32
 	lastPrune uint32
 	live      int      // values in use in vals
-	vals      []setVal // a value's slot never moves while it is live
+	vals      []setVal // an indexed set's slots never move while live; prune compacts the others (recent follows)
 	recent    []setOcc // occurrences newer than newest-lateness, sorted by time, from rhead
 	rhead     int
 	sk        *setSketch
@@ -276,17 +277,57 @@ func (p *setPlan) prune(s *valueSet) {
 			p.unindex(s)
 		}
 	} else {
-		for i := range s.vals {
-			if v := &s.vals[i]; v.last != 0 && int64(v.last) <= old {
-				*v = setVal{}
-				s.live--
-			}
-		}
+		p.compact(s, old)
 	}
 	if s.live == 0 && s.rhead == len(s.recent) {
 		s.vals, s.recent, s.rhead, s.ix = s.vals[:0], s.recent[:0], 0, nil
 		if cap(s.vals) > 16 {
 			s.init()
+		}
+	}
+}
+
+// compact frees the values of an unindexed set last seen at or before old
+// and moves the others to the front, in order, so that the scans of the
+// set (record, count) read its live values only: without it a set keeps
+// as many slots as it ever held values at once. Recent occurrences follow
+// their values' slots (their values are live: newer than any window's
+// start).
+func (p *setPlan) compact(s *valueSet, old int64) {
+	var remap [64]uint32
+	small := len(s.vals) <= len(remap)
+	j := 0
+	for i := range s.vals {
+		v := s.vals[i]
+		if v.last == 0 {
+			continue
+		}
+		if int64(v.last) <= old {
+			s.live--
+			continue
+		}
+		if small {
+			remap[i] = uint32(j)
+		} else if i != j {
+			// Slots only move down, in order: an occurrence moved here
+			// cannot be taken for one of a later slot.
+			for k := s.rhead; k < len(s.recent); k++ {
+				if s.recent[k].vi == uint32(i) {
+					s.recent[k].vi = uint32(j)
+				}
+			}
+		}
+		s.vals[j] = v
+		j++
+	}
+	if j == len(s.vals) {
+		return
+	}
+	clear(s.vals[j:])
+	s.vals = s.vals[:j]
+	if small {
+		for k := s.rhead; k < len(s.recent); k++ {
+			s.recent[k].vi = remap[s.recent[k].vi]
 		}
 	}
 }
@@ -330,6 +371,71 @@ func (p *setPlan) forget(s *valueSet) int {
 	s.vals[o] = setVal{}
 	s.live--
 	return o
+}
+
+// countAllMax is the most windows values counts in one pass over a set.
+const countAllMax = 8
+
+// values writes every window's distinct count at t into out (out[j] for
+// window j), with hasExtra as value. A small set read at or after its newest
+// occurrence is counted in one pass over its values for all windows at once
+// (without branches on the values' times, which no predictor learns); the
+// other forms ask value per window.
+func (p *setPlan) values(s *valueSet, t uint32, h uint64, hasExtra bool, out *[countAllMax]float64) {
+	w := len(p.wins)
+	if s == nil || s.sk != nil || s.ix != nil || t < s.newest || w > countAllMax {
+		for j := range min(w, countAllMax) {
+			out[j] = p.value(s, t, j, h, hasExtra)
+		}
+		return
+	}
+	var lo [countAllMax]int64
+	var n [countAllMax]int64
+	for j, wl := range p.wins {
+		// A free slot's time is 0: with lo ≥ 0 it is never counted.
+		lo[j] = max(int64(t)-wl, 0)
+	}
+	if w <= 4 {
+		// The common case in registers: windows past w never count.
+		for j := w; j < 4; j++ {
+			lo[j] = math.MaxInt64
+		}
+		l0, l1, l2, l3 := lo[0], lo[1], lo[2], lo[3]
+		var n0, n1, n2, n3 int64
+		for i := range s.vals {
+			last := int64(s.vals[i].last)
+			n0 += b2i(last > l0)
+			n1 += b2i(last > l1)
+			n2 += b2i(last > l2)
+			n3 += b2i(last > l3)
+		}
+		n[0], n[1], n[2], n[3] = n0, n1, n2, n3
+	} else {
+		for i := range s.vals {
+			last := int64(s.vals[i].last)
+			for j := range lo[:w] {
+				n[j] += b2i(last > lo[j])
+			}
+		}
+	}
+	extra := -1
+	if hasExtra {
+		extra = s.find(h)
+	}
+	for j := range w {
+		if hasExtra && (extra < 0 || int64(s.vals[extra].last) <= lo[j]) {
+			n[j]++
+		}
+		out[j] = float64(n[j])
+	}
+}
+
+// b2i is 1 for true and 0 for false (a SETcc, not a branch).
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // value is window j's distinct count at t; with hasExtra, the value h of an

@@ -514,8 +514,14 @@ func (e *Engine) process(k *kind, key uint64, c *evctx, v *Vector, record bool) 
 				e.m.sketches.Add(1)
 			}
 		}
+		var counts [countAllMax]float64
+		sp.values(s, anchor, h, pass && !rec, &counts)
 		for _, o := range sp.outs {
-			v.SetNum(o.slot, sp.value(s, anchor, o.win, h, pass && !rec))
+			if o.win < countAllMax {
+				v.SetNum(o.slot, counts[o.win])
+			} else {
+				v.SetNum(o.slot, sp.value(s, anchor, o.win, h, pass && !rec))
+			}
 		}
 	}
 	// Novelty.

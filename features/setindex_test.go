@@ -230,3 +230,49 @@ features:
 		t.Fatalf("d_1h = %v, want 1", d)
 	}
 }
+
+// TestSetCompactsWhenPruned: an unindexed set whose values come and go
+// keeps its live values at the front and no more slots than it holds
+// values (the scans of record and count read len(vals)), with late
+// occurrences still pointing at their values. After a burst of 20
+// merchants the card sees a new one every 5 hours: its 24h set holds 5
+// values, where a set without compaction would keep the burst's 20 slots.
+func TestSetCompactsWhenPruned(t *testing.T) {
+	for _, lateness := range []time.Duration{-1, 10 * time.Minute} {
+		e := mustEngine(t, `
+features:
+  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h, 24h]}
+`, Options{Lateness: lateness})
+		v := NewVector(e.Schema())
+		card := event.Card{Token: "c"}
+		set := func() *valueSet {
+			k := e.kinds[0]
+			key, _ := k.key.of(&evctx{ev: &event.Event{Card: card}})
+			return k.shardOf(key).t.get(key).x.set(0)
+		}
+		at := t0
+		for i := range 20 { // a burst: 20 values at once
+			at = at.Add(time.Minute)
+			e.Observe(&event.Event{Time: at, Card: card, Merchant: event.Merchant{ID: fmt.Sprint("burst", i)}}, v)
+		}
+		for i := range 200 {
+			at = at.Add(5 * time.Hour)
+			e.Observe(&event.Event{Time: at, Card: card, Merchant: event.Merchant{ID: fmt.Sprint(i)}}, v)
+			if d, _ := num(t, e, v, "d_24h"); i >= 5 && d != 5 {
+				t.Fatalf("lateness %v, event %d: d_24h = %v, want 5", lateness, i, d)
+			}
+			if lateness > 0 && i%3 == 0 { // a late repeat of this merchant
+				e.Observe(&event.Event{Time: at.Add(-time.Minute), Card: card, Merchant: event.Merchant{ID: fmt.Sprint(i)}}, v)
+			}
+			s := set()
+			if i >= 5 && len(s.vals) > s.live+1 { // at most the value just recorded before the next prune
+				t.Fatalf("lateness %v, event %d: %d slots for %d live values", lateness, i, len(s.vals), s.live)
+			}
+			for _, o := range s.recent[s.rhead:] {
+				if int(o.vi) >= len(s.vals) || s.vals[o.vi].last < o.t {
+					t.Fatalf("lateness %v, event %d: recent occurrence at %d points at slot %d of %d", lateness, i, o.t, o.vi, len(s.vals))
+				}
+			}
+		}
+	}
+}

@@ -26,10 +26,10 @@ func (v *Vector) Reset() {
 	nan := math.NaN()
 	for i := range v.Num {
 		v.Num[i] = nan
-		v.Bool[i] = false
-		v.Str[i] = ""
-		v.Has[i] = false
 	}
+	clear(v.Bool)
+	clear(v.Str)
+	clear(v.Has)
 }
 
 // SetNum stores a present number.
