@@ -349,7 +349,7 @@ func scoreDuringReload(b *testing.B) {
 			loader.FS = versions[i%2]
 			i++
 			running.Add(1)
-			err := loader.Reload(context.Background(), "bench")
+			_, err := loader.Reload(context.Background(), "bench")
 			running.Add(-1)
 			if err != nil {
 				b.Error(err)

@@ -28,9 +28,11 @@ import (
 //go:embed openapi.json
 var OpenAPI []byte
 
-// Reloader reloads the rules on POST /-/reload.
+// Reloader reloads the rules on POST /-/reload. changed reports whether
+// this reload made a new set live (false: the files were those of the
+// running set).
 type Reloader interface {
-	Reload(ctx context.Context, trigger string) error
+	Reload(ctx context.Context, trigger string) (changed bool, err error)
 }
 
 // API serves the HTTP API.
@@ -267,16 +269,16 @@ func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotImplemented, "not_supported", "reloading is not configured", nil)
 		return
 	}
-	before := a.engine.rules.Current()
-	if err := a.reloader.Reload(rules.WithActor(r.Context(), "key:"+KeyID(r.Context())), "api"); err != nil {
+	changed, err := a.reloader.Reload(rules.WithActor(r.Context(), "key:"+KeyID(r.Context())), "api")
+	if err != nil {
 		writeError(w, r, http.StatusUnprocessableEntity, "reload_failed", err.Error(), nil)
 		return
 	}
-	cur, status := a.engine.rules.Current(), "reloaded"
-	if cur == before {
+	status := "reloaded"
+	if !changed {
 		status = "unchanged" // the files are those of the running set
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": status, "ruleset": cur.VersionString()})
+	writeJSON(w, http.StatusOK, map[string]string{"status": status, "ruleset": a.engine.rules.Current().VersionString()})
 }
 
 // apiError is the body of every error response.

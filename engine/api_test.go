@@ -72,12 +72,13 @@ type fakeReloader struct {
 	load  func() // what the reload does; nil: the files had not changed
 }
 
-func (f *fakeReloader) Reload(context.Context, string) error {
+func (f *fakeReloader) Reload(context.Context, string) (bool, error) {
 	f.calls++
 	if f.load != nil {
 		f.load()
+		return true, nil
 	}
-	return nil
+	return false, nil
 }
 
 // TestReloadSaysWhetherTheRulesChanged: POST /-/reload answers "unchanged"

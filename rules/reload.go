@@ -96,8 +96,11 @@ func actorOf(ctx context.Context) string {
 // are valid, makes the new set live. On error the running set stays, every
 // problem is logged, and the errors are returned. trigger names the cause
 // (sighup, api, poll) for the logs and the audit trail; WithActor adds who.
-// A poll does not retry files that already failed unchanged.
-func (l *Loader) Reload(ctx context.Context, trigger string) error {
+// A poll does not retry files that already failed unchanged. changed
+// reports whether this reload made a new set live: it is decided under the
+// loader's lock, so that a concurrent reload cannot make one caller's
+// no-op look like a change or the reverse.
+func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	start := time.Now()
@@ -111,9 +114,9 @@ func (l *Loader) Reload(ctx context.Context, trigger string) error {
 				l.metrics.success.Set(1) // the files are the running set again
 			}
 			l.failed = ""
-			return nil
+			return false, nil
 		case sum == l.failed && trigger == "poll":
-			return nil // reported when it failed
+			return false, nil // reported when it failed
 		}
 		var old, cur *Set
 		old, cur, err = l.Manager.Load(srcs, l.Schema)
@@ -121,7 +124,7 @@ func (l *Loader) Reload(ctx context.Context, trigger string) error {
 			changes := changedFiles(l.files, files)
 			l.checksum, l.files, l.failed = sum, files, ""
 			l.succeeded(ctx, trigger, old, cur, changes, time.Since(start))
-			return nil
+			return true, nil
 		}
 		l.failed = sum
 	}
@@ -135,7 +138,7 @@ func (l *Loader) Reload(ctx context.Context, trigger string) error {
 	}
 	l.Log.Error("rule reload failed; keeping the running ruleset", "trigger", trigger, "errors", len(errs),
 		"ruleset", l.Manager.Current().VersionString())
-	return err
+	return false, err
 }
 
 func posString(p Pos) string {

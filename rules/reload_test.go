@@ -87,13 +87,13 @@ func TestReloadRecompilesOnlyChangedFiles(t *testing.T) {
 	first := m.Current()
 
 	// Unchanged: nothing happens.
-	if err := l.Reload(context.Background(), "api"); err != nil || m.Current() != first {
-		t.Fatalf("unchanged reload: %v", err)
+	if changed, err := l.Reload(context.Background(), "api"); err != nil || changed || m.Current() != first {
+		t.Fatalf("unchanged reload: changed %v, %v", changed, err)
 	}
 	// One file changes: only it compiles; unchanged rules are shared.
 	fsys["r/b.yaml"] = &fstest.MapFile{Data: []byte(ruleFile("b", 3, 25))}
-	if err := l.Reload(WithActor(context.Background(), "key:ops"), "api"); err != nil {
-		t.Fatal(err)
+	if changed, err := l.Reload(WithActor(context.Background(), "key:ops"), "api"); err != nil || !changed {
+		t.Fatalf("changed %v, %v", changed, err)
 	}
 	cur := m.Current()
 	if cur == first || cur.Stats.Compiled != 1 || cur.Rule("a_0") != first.Rule("a_0") || cur.Rule("b_0") == first.Rule("b_0") {
@@ -109,8 +109,8 @@ func TestReloadRecompilesOnlyChangedFiles(t *testing.T) {
 	}
 	// A broken file: the running set stays, the metrics say so.
 	fsys["r/d.yaml"] = &fstest.MapFile{Data: []byte("rules:\n  - name: d\n    when: amount >\n    action: pause\n    score: 1\n    reason: D\n")}
-	err := l.Reload(context.Background(), "sighup")
-	if err == nil || !strings.Contains(err.Error(), "r/d.yaml:3:") || m.Current() != cur {
+	changed, err := l.Reload(context.Background(), "sighup")
+	if err == nil || changed || !strings.Contains(err.Error(), "r/d.yaml:3:") || m.Current() != cur {
 		t.Fatalf("broken reload: %v", err)
 	}
 	if metric(t, reg, "vigil_rules_last_reload_successful") != 0 || metric(t, reg, "vigil_rules_reload_errors_total") != 1 {
@@ -129,8 +129,8 @@ func TestReloadRecompilesOnlyChangedFiles(t *testing.T) {
 	fsys["r/d.yaml"] = &fstest.MapFile{Data: []byte(ruleFile("d", 1, 5))}
 	delete(fsys, "r/c.yaml")
 	audit.Reset()
-	if err := l.Reload(context.Background(), "poll"); err != nil {
-		t.Fatal(err)
+	if changed, err := l.Reload(context.Background(), "poll"); err != nil || !changed {
+		t.Fatalf("changed %v, %v", changed, err)
 	}
 	rec = AuditRecord{}
 	json.Unmarshal(audit.Bytes(), &rec)
@@ -206,7 +206,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; (reloads < 20 || failures < 20) && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
 		l.Dir = []string{"two", "bad", "one", "clash"}[i%4]
-		if err := l.Reload(context.Background(), "test"); err != nil {
+		if _, err := l.Reload(context.Background(), "test"); err != nil {
 			failures++
 		} else {
 			reloads++
