@@ -77,7 +77,7 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 		if event.ContainsPAN(string(data)) { // anywhere, a key included: never echoed
 			return nil, &LabelsError{PAN: true, Fields: []event.FieldError{{Reason: "the body holds what looks like a card number; send transaction ids, never card numbers"}}}
 		}
-		return nil, labelsShapeError(err)
+		return nil, labelsShapeError(data, err)
 	}
 	if len(bytes.TrimSpace(data[d.InputOffset():])) > 0 { // d.More() takes a stray ] or } for the end
 		return nil, oneProblem("", "data after the JSON object")
@@ -141,15 +141,48 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 
 // labelsShapeError words a JSON decoding error for the author of the
 // request: paths, JSON kinds, no Go types. A value in error is never
-// repeated (it may be a card number).
-func labelsShapeError(err error) *LabelsError {
+// repeated (it may be a card number). A problem inside a label is named by
+// its index, as the value problems are (labels[2].label): encoding/json
+// names the field only, so the labels are decoded again one by one to find
+// it.
+func labelsShapeError(data []byte, err error) *LabelsError {
+	var outer struct {
+		Labels []json.RawMessage `json:"labels"`
+	}
+	if json.Unmarshal(data, &outer) == nil {
+		for i, raw := range outer.Labels {
+			d := json.NewDecoder(bytes.NewReader(raw))
+			d.DisallowUnknownFields()
+			var l Label
+			if lerr := d.Decode(&l); lerr != nil {
+				return shapeProblem(fmt.Sprintf("labels[%d]", i), lerr)
+			}
+		}
+	}
+	return shapeProblem("", err)
+}
+
+// shapeProblem words err, a decoding error of the value at path ("": the
+// whole body).
+func shapeProblem(path string, err error) *LabelsError {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
+	at := func(field string) string {
+		switch {
+		case path == "":
+			return field
+		case field == "":
+			return path
+		}
+		return path + "." + field
+	}
 	switch {
-	case errors.As(err, &te) && te.Field == "":
+	case errors.As(err, &te) && te.Field == "" && path == "":
 		return oneProblem("", fmt.Sprintf(`expected an object {"labels": [...]}, got %s`, te.Value))
+	case errors.As(err, &te) && te.Field == "":
+		return oneProblem(path, fmt.Sprintf("expected an object, got %s", te.Value))
 	case errors.As(err, &te):
-		return oneProblem(te.Field, fmt.Sprintf("wrong type: got %s", te.Value))
+		return oneProblem(at(te.Field), fmt.Sprintf("wrong type: got %s", te.Value))
 	case errors.As(err, &se):
 		return oneProblem("", fmt.Sprintf("malformed JSON at byte %d", se.Offset))
 	case errors.Is(err, io.EOF):
@@ -157,13 +190,13 @@ func labelsShapeError(err error) *LabelsError {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return oneProblem("", "truncated JSON")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return oneProblem("", "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return oneProblem(path, "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
 	var pe *time.ParseError
 	if errors.As(err, &pe) {
-		return oneProblem("labelled_at", "expected an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		return oneProblem(at("labelled_at"), "expected an RFC 3339 time such as 2026-01-02T15:04:05Z")
 	}
-	return oneProblem("", "invalid JSON")
+	return oneProblem(path, "invalid JSON")
 }
 
 func validEventID(s string) bool {
