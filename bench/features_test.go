@@ -201,16 +201,7 @@ func BenchmarkFeaturesObserve(b *testing.B) {
 		b.Run(dist, func(b *testing.B) {
 			we := warm(b, dist == "zipf")
 			ev := event.Event{ID: "x", Currency: "USD"}
-			lat := make([]int32, 0, b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				start := time.Now()
-				we.step(&ev)
-				lat = append(lat, int32(time.Since(start)))
-			}
-			b.StopTimer()
-			reportLatency(b, lat)
+			timeEach(b, func() { we.step(&ev) })
 		})
 	}
 }

@@ -100,21 +100,9 @@ func (p *setPlan) count(s *valueSet, t uint32, j int, h uint64, hasExtra bool) i
 	}
 	lo := int64(t) - p.wins[j]
 	if t >= s.newest {
-		// Every latest occurrence is at or before t.
-		n := 0
-		for i := range s.vals {
-			v := &s.vals[i]
-			if v.last != 0 && int64(v.last) > lo {
-				n++
-				if hasExtra && v.h == h {
-					hasExtra = false
-				}
-			}
-		}
-		if hasExtra {
-			n++
-		}
-		return n
+		var n [countAllMax]int64
+		countInOrder(s, t, p.wins[j:j+1], h, hasExtra, &n)
+		return int(n[0])
 	}
 	// A late anchor: a value counts if it has an occurrence in (lo, t]:
 	// its latest if that is at or before t, else its settled one or one of
@@ -377,10 +365,9 @@ func (p *setPlan) forget(s *valueSet) int {
 const countAllMax = 8
 
 // values writes every window's distinct count at t into out (out[j] for
-// window j), with hasExtra as value. A small set read at or after its newest
-// occurrence is counted in one pass over its values for all windows at once
-// (without branches on the values' times, which no predictor learns); the
-// other forms ask value per window.
+// window j), with hasExtra as value. An unindexed exact set read at or
+// after its newest occurrence is counted in one pass for all windows
+// (countInOrder); the other forms ask value per window.
 func (p *setPlan) values(s *valueSet, t uint32, h uint64, hasExtra bool, out *[countAllMax]float64) {
 	w := len(p.wins)
 	if s == nil || s.sk != nil || s.ix != nil || t < s.newest || w > countAllMax {
@@ -389,9 +376,23 @@ func (p *setPlan) values(s *valueSet, t uint32, h uint64, hasExtra bool, out *[c
 		}
 		return
 	}
-	var lo [countAllMax]int64
 	var n [countAllMax]int64
-	for j, wl := range p.wins {
+	countInOrder(s, t, p.wins, h, hasExtra, &n)
+	for j := range w {
+		out[j] = float64(n[j])
+	}
+}
+
+// countInOrder sets n[j] to the distinct count of an unindexed set over
+// (t-wins[j], t] for every window (at most countAllMax), t being at or
+// after the set's newest occurrence (every latest occurrence is at or
+// before it); with hasExtra, h counts in each window that does not hold
+// it. One pass over the values for all windows, without branches on
+// their times, which no predictor learns.
+func countInOrder(s *valueSet, t uint32, wins []int64, h uint64, hasExtra bool, n *[countAllMax]int64) {
+	w := len(wins)
+	var lo [countAllMax]int64
+	for j, wl := range wins {
 		// A free slot's time is 0: with lo ≥ 0 it is never counted.
 		lo[j] = max(int64(t)-wl, 0)
 	}
@@ -418,15 +419,13 @@ func (p *setPlan) values(s *valueSet, t uint32, h uint64, hasExtra bool, out *[c
 			}
 		}
 	}
-	extra := -1
 	if hasExtra {
-		extra = s.find(h)
-	}
-	for j := range w {
-		if hasExtra && (extra < 0 || int64(s.vals[extra].last) <= lo[j]) {
-			n[j]++
+		extra := s.find(h)
+		for j := range w {
+			if extra < 0 || int64(s.vals[extra].last) <= lo[j] {
+				n[j]++
+			}
 		}
-		out[j] = float64(n[j])
 	}
 }
 
