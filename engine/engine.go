@@ -168,7 +168,10 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	e.features.Observe(ev, s.vec)
 	s.env.Set(ev, s.vec)
 	s.eval.Evaluate(set, &s.env, &s.res)
-	d := &Decision{
+	// The published decision and the caller's copy in one allocation.
+	pair := new([2]Decision)
+	d, out := &pair[0], &pair[1]
+	*d = Decision{
 		ID:       ev.ID,
 		Decision: s.res.Decision,
 		Score:    s.res.Score,
@@ -179,7 +182,7 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 		d.Reasons[i] = Reason{Rule: h.Rule, Code: h.Code, Message: h.Message}
 	}
 	e.record(rs, &s.res)
-	out := *d // the caller's copy; d itself is immutable once published
+	*out = *d // the caller's copy; d itself is immutable once published
 	if explain {
 		out.Explain = e.explain(set, s)
 	}
@@ -190,10 +193,10 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	e.metrics.scoreLatency.Observe(elapsed.Seconds())
 	if e.sink == nil || source == SourceRebuild {
 		e.scratch.Put(s)
-		return &out, nil, nil
+		return out, nil, nil
 	}
 	s.sig = pendingSignal{ev: ev, d: d, rs: rs, source: source, decidedAt: start.Add(elapsed).UTC()}
-	return &out, s, nil
+	return out, s, nil
 }
 
 // emit hands the signal held in s (from decide) to the sink and recycles

@@ -39,6 +39,13 @@ func JoinFields(prefix string, fields []FieldError) string {
 	return b.String()
 }
 
+// escape returns a heap copy of e: a validation keeps its Error on the
+// stack and allocates only when it fails.
+func (e *Error) escape() *Error {
+	c := *e
+	return &c
+}
+
 func (e *Error) add(path, reason string) { e.Fields = append(e.Fields, FieldError{path, reason}) }
 
 // panReason is the reason given for a field holding a card number. It never

@@ -129,6 +129,10 @@ type parser struct {
 	// copyStrings: one allocation for all of an event's instead of one each.
 	strs [16]pendingString
 	n    int
+	// coords holds the event's coordinates (billing and shipping lat and
+	// lon): one allocation for all of them; nc are taken.
+	coords *[4]float64
+	nc     int
 }
 
 // pendingString is a string value still pointing into the input.
@@ -446,7 +450,7 @@ func (p *parser) device(d *Device) bool {
 var locationKeys = []string{"country", "lat", "lon"}
 
 func (p *parser) location(l *Location) bool {
-	var pair *[2]float64 // lat and lon share one allocation
+	var pair []float64 // lat and lon, from the event's coordinates
 	return p.fields(locationKeys, func(k int) bool {
 		if k == 0 {
 			return p.str(&l.Country, true)
@@ -456,7 +460,7 @@ func (p *parser) location(l *Location) bool {
 			return false
 		}
 		if pair == nil {
-			pair = new([2]float64)
+			pair = p.coordPair()
 		}
 		pair[k-1] = v
 		if k == 1 {
@@ -466,6 +470,15 @@ func (p *parser) location(l *Location) bool {
 		}
 		return true
 	})
+}
+
+// coordPair returns room for one location's lat and lon.
+func (p *parser) coordPair() []float64 {
+	if p.coords == nil || p.nc+2 > len(p.coords) {
+		p.coords, p.nc = new([4]float64), 0
+	}
+	p.nc += 2
+	return p.coords[p.nc-2 : p.nc : p.nc]
 }
 
 // attributes reads flat attributes: strings, numbers (as json.Number,

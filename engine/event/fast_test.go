@@ -72,6 +72,8 @@ func TestDecodeFastMatchesReference(t *testing.T) {
 		{"good", good, true},
 		{"loadgen", loadgenEvent, true},
 		{"minimal", `{"id":"a","amount":1,"currency":"JPY","account":{"id":"x"}}`, true},
+		{"two places", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"billing":{"lon":2.5,"lat":-1,"country":"FR"},"shipping":{"lat":51.5,"lon":-0.12}}`, true},
+		{"lat only", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"billing":{"lat":1},"shipping":{"lon":3,"lat":4}}`, true},
 		{"whitespace", " \t\n{ \"id\" : \"a\" , \"amount\" : 1 ,\"currency\":\"USD\",\"card\":{ \"token\" : \"t\" } } \r\n", true},
 		{"utf-8", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"device":{"user_agent":"Möbius ☃"}}`, true},
 		{"attributes", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"s":"x","n":-1.5e3,"t":true,"f":false,"z":null,"s":"y"}}`, true},

@@ -30,7 +30,7 @@ func (e *Event) Validate(now time.Time) error {
 	// Raw card numbers first: a field holding one gets only that reason.
 	long := e.scanStrings(&errs)
 	if errs.PAN {
-		return &errs
+		return errs.escape()
 	}
 	switch {
 	case e.ID == "":
@@ -53,7 +53,7 @@ func (e *Event) Validate(now time.Time) error {
 	if e.Amount >= 1e12 && IsPAN(strconv.AppendInt(nil, e.Amount, 10)) {
 		errs.PAN = true
 		errs.add("amount", panReason)
-		return &errs
+		return errs.escape()
 	}
 	if e.Amount < 0 {
 		errs.add("amount", "must not be negative")
@@ -117,7 +117,7 @@ func (e *Event) Validate(now time.Time) error {
 		}
 	}
 	if len(errs.Fields) > 0 {
-		return &errs
+		return errs.escape()
 	}
 	return nil
 }

@@ -36,15 +36,25 @@ func PrimaryKey(ev *event.Event) string {
 // of a DecisionRecord does (TestEncodeDecisionMatchesMarshal), without
 // reflection.
 func encodeDecision(d *engine.Decision, ev *event.Event, now time.Time) ([]byte, error) {
-	evTime, decided := ev.Time.UTC(), now.UTC()
-	if !fastDecisionLayout || d.Explain != nil || !jsonYear(evTime) || !jsonYear(decided) {
-		return json.Marshal(&DecisionRecord{Decision: *d, EventTime: evTime, DecidedAt: decided})
-	}
+	return appendDecision(make([]byte, 0, decisionSize(d)), d, ev, now)
+}
+
+// decisionSize is about the encoded size of d's record.
+func decisionSize(d *engine.Decision) int {
 	n := 256 + len(d.ID) + len(d.Ruleset) // the fixed part is about 210 bytes
 	for _, r := range d.Reasons {
 		n += 32 + len(r.Rule) + len(r.Code) + len(r.Message)
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// appendDecision appends d's record to b (see encodeDecision).
+func appendDecision(b []byte, d *engine.Decision, ev *event.Event, now time.Time) ([]byte, error) {
+	evTime, decided := ev.Time.UTC(), now.UTC()
+	if !fastDecisionLayout || d.Explain != nil || !jsonYear(evTime) || !jsonYear(decided) {
+		q, err := json.Marshal(&DecisionRecord{Decision: *d, EventTime: evTime, DecidedAt: decided})
+		return append(b, q...), err
+	}
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, d.ID)
 	b = append(b, `,"decision":`...)

@@ -43,6 +43,13 @@ func TestEncodeDecisionMatchesMarshal(t *testing.T) {
 			if string(got) != string(want) {
 				t.Errorf("encodeDecision:\n%s\njson.Marshal:\n%s", got, want)
 			}
+			// appended after other records (the worker's batch buffer),
+			// into a buffer too small for it: the prefix is kept.
+			prefix := []byte(`{"earlier":1}k`)
+			got, gerr = appendDecision(prefix[:len(prefix):len(prefix)], &tc.d, ev, tc.now)
+			if (gerr == nil) != (werr == nil) || string(got) != string(prefix)+string(want) {
+				t.Errorf("appendDecision after %q:\n%s (error %v)", prefix, got, gerr)
+			}
 		})
 	}
 }
