@@ -8,10 +8,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,8 +96,12 @@ func (a *API) RequireClientCert() { a.clientCert = true }
 // Handler returns the API's routes.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
+	allowed := map[string][]string{} // path -> its methods, for 405s
 	handle := func(pattern, name string, scope Scope, h http.HandlerFunc) {
 		mux.Handle(pattern, a.wrap(name, scope, h))
+		if method, path, ok := strings.Cut(pattern, " "); ok {
+			allowed[path] = append(allowed[path], method)
+		}
 	}
 	handle("GET /healthz", "healthz", "", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -120,7 +126,13 @@ func (a *API) Handler() http.Handler {
 		handle(rt.pattern, rt.name, rt.scope, rt.h)
 	}
 	mux.Handle("/", a.wrap("unknown", "", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+		if methods, ok := allowed[r.URL.Path]; ok {
+			allow := strings.Join(methods, ", ")
+			w.Header().Set("Allow", allow)
+			writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", r.URL.Path+" takes "+allow, nil)
+			return
+		}
+		writeError(w, r, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+loggedPath(r), nil)
 	}))
 	return mux
 }
@@ -178,7 +190,7 @@ func (a *API) wrap(name string, scope Scope, h http.HandlerFunc) http.Handler {
 		a.engine.metrics.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 		if a.log.Enabled(r.Context(), slog.LevelDebug) {
 			a.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
-				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", loggedPath(r)),
 				slog.Int("status", sw.code), slog.String("key", keyID), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
 		}
 	})
@@ -186,9 +198,14 @@ func (a *API) wrap(name string, scope Scope, h http.HandlerFunc) http.Handler {
 
 func (a *API) score(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, event.MaxSize+1))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, event.MaxSize))
 	if err != nil {
-		writeError(w, r, http.StatusRequestEntityTooLarge, "too_large", "event larger than 64 KiB", nil)
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, r, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("event larger than %d bytes", event.MaxSize), nil)
+		} else {
+			writeError(w, r, http.StatusBadRequest, "bad_body", "could not read the request body: the connection ended or its framing is broken", nil)
+		}
 		return
 	}
 	ev, err := event.Decode(body, a.now())
@@ -321,6 +338,8 @@ func requestID(r *http.Request) string {
 	return id
 }
 
+// validRequestID reports whether a client's X-Request-Id is kept: short
+// printable ASCII, and no card number (it is echoed and logged).
 func validRequestID(id string) bool {
 	if id == "" || len(id) > 128 {
 		return false
@@ -330,7 +349,16 @@ func validRequestID(id string) bool {
 			return false
 		}
 	}
-	return true
+	return !event.ContainsPAN(id)
+}
+
+// loggedPath is the request's path for logs and error messages: withheld
+// when it holds what looks like a card number.
+func loggedPath(r *http.Request) string {
+	if event.ContainsPAN(r.URL.Path) {
+		return "(a path holding what looks like a card number)"
+	}
+	return r.URL.Path
 }
 
 func newRequestID() string {

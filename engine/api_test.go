@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -323,12 +325,19 @@ func TestScoreErrors(t *testing.T) {
 		{`{"id":"e2","amount":1,"currency":"USD","card":{"token":"4111111111111111"}}`, 422, "card_number_refused", "card.token"},
 		{`{"id":"e3","amount":"x"}`, 400, "invalid_event", "amount"},
 		{strings.Repeat(" ", 70<<10), 413, "too_large", ""},
+		{strings.Repeat(" ", 64<<10+1), 413, "too_large", ""},                                                                                 // one byte over
+		{tx("e4", 1, "") + strings.Repeat(" ", 64<<10-len(tx("e4", 1, ""))), 200, "", ""},                                                     // exactly the limit
+		{`{"id":"e5","amount":1,"currency":"USD","card":{"token":"4111111111111111","token":"t"}}`, 422, "card_number_refused", "card.token"}, // an overwritten duplicate is scanned too
+		{`{"id":"e6","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"x":{"y":"4111111111111111"}}}`, 422, "card_number_refused", "attributes.x.y"},
 	} {
 		resp, body := do(t, srv, "POST", "/v1/score", scoreKey, tc.body)
 		var e apiError
 		json.Unmarshal(body, &e)
 		if resp.StatusCode != tc.status || e.Error.Code != tc.code {
 			t.Errorf("%.40s: %d %s", tc.body, resp.StatusCode, body)
+			continue
+		}
+		if tc.status == http.StatusOK {
 			continue
 		}
 		if tc.path != "" && (len(e.Error.Fields) == 0 || e.Error.Fields[0].Path != tc.path) {
@@ -345,6 +354,60 @@ func TestScoreErrors(t *testing.T) {
 	if resp.StatusCode != 404 {
 		t.Errorf("unknown path: %d", resp.StatusCode)
 	}
+	// A card number in the path is neither echoed nor logged.
+	resp, body := do(t, srv, "GET", "/cards/4111-1111-1111-1111", "", "")
+	if resp.StatusCode != 404 || strings.Contains(string(body), "1111") {
+		t.Errorf("path with a card number: %d %s", resp.StatusCode, body)
+	}
+	// A known path with another method is a 405 naming the allowed ones.
+	for path, allow := range map[string]string{"/v1/score": "POST", "/healthz": "GET", "/-/reload": "POST"} {
+		method := "GET"
+		if allow == "GET" {
+			method = "POST"
+		}
+		resp, body := do(t, srv, method, path, adminKey, "")
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != allow {
+			t.Errorf("%s %s: %d, Allow %q: %s", method, path, resp.StatusCode, resp.Header.Get("Allow"), body)
+		}
+	}
+}
+
+// TestScoreBodyCutShort: a body that ends before its Content-Length is a
+// 400 about the body, not a 413.
+func TestScoreBodyCutShort(t *testing.T) {
+	srv, _ := newTestServer(t)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{\"id\":", scoreKey)
+	conn.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"bad_body"`) {
+		t.Errorf("%d %s", resp.StatusCode, body)
+	}
+}
+
+// TestBearerSchemeCaseInsensitive: "bearer" and "BEARER" are "Bearer".
+func TestBearerSchemeCaseInsensitive(t *testing.T) {
+	srv, _ := newTestServer(t)
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/rules", nil)
+		req.Header.Set("Authorization", scheme+" "+rulesKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", scheme, resp.StatusCode)
+		}
+	}
 }
 
 func TestRequestIDEchoed(t *testing.T) {
@@ -356,6 +419,15 @@ func TestRequestIDEchoed(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := resp.Header.Get("X-Request-Id"); got != "abc-123" {
+		t.Errorf("X-Request-Id = %q", got)
+	}
+	// one holding a card number is replaced (it is echoed and logged)
+	req.Header.Set("X-Request-Id", "4111111111111111")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header.Get("X-Request-Id"); got == "" || strings.Contains(got, "1111") {
 		t.Errorf("X-Request-Id = %q", got)
 	}
 }

@@ -76,17 +76,27 @@ func ParseKeyring(name string, data []byte) (*Keyring, error) {
 	kr := &Keyring{}
 	var errs []error
 	ids := map[string]bool{}
+	secrets := map[string]string{} // sha256 -> the first key's id
 	for i, k := range f.Keys {
+		if k == nil {
+			errs = append(errs, fmt.Errorf("api keys %s: key %d: empty entry", name, i+1))
+			continue
+		}
 		where := fmt.Sprintf("api keys %s: key %d (%q)", name, i+1, k.ID)
 		h, err := hex.DecodeString(k.SHA256)
-		switch {
-		case k.ID == "":
+		if k.ID == "" {
 			errs = append(errs, fmt.Errorf("%s: id is required", where))
-		case ids[k.ID]:
+		} else if ids[k.ID] {
 			errs = append(errs, fmt.Errorf("%s: id used twice", where))
-		case err != nil || len(h) != sha256.Size:
+		}
+		if err != nil || len(h) != sha256.Size {
 			errs = append(errs, fmt.Errorf("%s: sha256 must be the 64 hex digits of the secret's SHA-256 (vigil keys generate prints it)", where))
-		case len(k.Scopes) == 0:
+		} else if first, ok := secrets[string(h)]; ok {
+			errs = append(errs, fmt.Errorf("%s: same secret as key %q (each key needs its own secret)", where, first))
+		} else {
+			secrets[string(h)] = k.ID
+		}
+		if len(k.Scopes) == 0 {
 			errs = append(errs, fmt.Errorf("%s: at least one scope is required", where))
 		}
 		for _, s := range k.Scopes {
@@ -121,9 +131,9 @@ func (kr *Keyring) Len() int { return len(kr.keys) }
 // Every key's hash is compared in constant time, so the time taken does not
 // depend on which key (if any) matched.
 func (kr *Keyring) Authenticate(r *http.Request) (*APIKey, bool) {
-	auth := r.Header.Get("Authorization")
-	token, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || token == "" {
+	// The scheme is case-insensitive (RFC 9110, section 11.1).
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return nil, false
 	}
 	h := sha256.Sum256([]byte(token))

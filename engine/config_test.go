@@ -114,12 +114,20 @@ func TestLoopbackListen(t *testing.T) {
 }
 
 func TestKeyringErrors(t *testing.T) {
+	dupKey := "keys:\n  - id: a\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [score]\n  - id: a\n    scopes: []\n"
 	for _, tc := range []struct{ yaml, want string }{
 		{"keys: []\n", "no keys"},
 		{"keys:\n  - id: a\n    sha256: abc\n    scopes: [score]\n", "64 hex digits"},
 		{"keys:\n  - id: a\n    secret: abc\n", "field secret not found"},
 		{"keys:\n  - id: a\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [root]\n", "unknown scope"},
 		{"keys:\n  - sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [score]\n", "id is required"},
+		{"keys:\n  -\n", "key 1: empty entry"},
+		{"keys:\n  - id: a\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [score]\n  - id: b\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [admin]\n",
+			`key 2 ("b"): same secret as key "a"`},
+		// every problem of a key at once
+		{dupKey, `key 2 ("a"): id used twice`},
+		{dupKey, `key 2 ("a"): sha256 must be`},
+		{dupKey, `key 2 ("a"): at least one scope`},
 	} {
 		if _, err := ParseKeyring("k", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)

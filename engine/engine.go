@@ -159,6 +159,14 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 		out.LatencyUS = time.Since(start).Microseconds()
 		return &out, nil, nil
 	}
+	// Should anything below panic (the HTTP server recovers), the id is
+	// given up rather than left claimed: its retries would wait forever.
+	finished := false
+	defer func() {
+		if !finished {
+			e.recent.abandon(entry)
+		}
+	}()
 	s := e.scratch.Get().(*scratch)
 	set := e.rules.Current()
 	rs := e.reads.Load()
@@ -190,6 +198,7 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	d.LatencyUS = elapsed.Microseconds()
 	out.LatencyUS = d.LatencyUS
 	e.recent.finish(entry, d)
+	finished = true
 	e.metrics.scoreLatency.Observe(elapsed.Seconds())
 	if e.sink == nil || source == SourceRebuild {
 		e.scratch.Put(s)

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-fraud/vigil/engine/event"
 	"github.com/vigil-fraud/vigil/rules"
 )
 
@@ -327,5 +330,36 @@ func TestRecentCodecCoversDecision(t *testing.T) {
 	}
 	if got, want := fields(Reason{}), "[Rule Code Message]"; got != want {
 		t.Errorf("Reason fields %s, the codec knows %s", got, want)
+	}
+}
+
+// TestPanicInScoringGivesUpTheID: a scoring that panics between claiming
+// its id and finishing does not leave the id claimed: a retry is scored
+// instead of waiting for a decision that will never come.
+func TestPanicInScoringGivesUpTheID(t *testing.T) {
+	e := newTestEngine(t)
+	ev := func() *event.Event {
+		ev, err := event.Decode([]byte(`{"id":"p1","time":"2026-11-22T10:00:00Z","amount":100,"currency":"USD","card":{"token":"tok_p"}}`), testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	counters := e.metrics.decisionByName
+	e.metrics.decisionByName = map[string]prometheus.Counter{} // recording the decision panics
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("no panic")
+			}
+		}()
+		e.Score(context.Background(), ev(), false)
+	}()
+	e.metrics.decisionByName = counters
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := e.Score(ctx, ev(), false)
+	if err != nil || d.Replayed || d.Decision == "" {
+		t.Fatalf("retry: %+v, %v", d, err)
 	}
 }

@@ -267,8 +267,13 @@ func insertLabels(ctx context.Context, conn driver.Conn, db string, labels []Lab
 func LabelsHandler(w *Writer) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxLabelsBody))
-		if err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
 			engine.WriteError(rw, r, http.StatusRequestEntityTooLarge, "too_large", "labels body larger than 4 MiB")
+			return
+		case err != nil:
+			engine.WriteError(rw, r, http.StatusBadRequest, "bad_body", "could not read the request body: the connection ended or its framing is broken")
 			return
 		}
 		labels, err := DecodeLabels(body, time.Now())

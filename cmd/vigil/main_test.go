@@ -180,6 +180,34 @@ func TestCheckConfig(t *testing.T) {
 	if code := dispatch([]string{"serve", "--check-config", "--rules", dir}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "bad.yaml:3:") {
 		t.Fatalf("bad rules: code %d: %s", code, errb.String())
 	}
+	// An argument that is not a flag is refused, not ignored with the
+	// flags after it (this would otherwise start serving).
+	errb.Reset()
+	if code := dispatch([]string{"serve", dir, "--check-config"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unexpected argument") {
+		t.Fatalf("stray argument: code %d: %s", code, errb.String())
+	}
+	// TLS files that exist but hold no certificate fail the check, as they
+	// would fail serve.
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not a certificate\n"), 0o600)
+	cfg := filepath.Join(dir, "vigil.yaml")
+	os.WriteFile(cfg, []byte("tls:\n  cert_file: "+garbage+"\n  key_file: "+garbage+"\n"), 0o600)
+	errb.Reset()
+	if code := dispatch([]string{"serve", "--config", cfg, "--check-config"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "tls: failed to find any PEM data") || strings.Contains(errb.String(), "tls: tls:") {
+		t.Fatalf("bad TLS files: code %d: %s", code, errb.String())
+	}
+}
+
+// TestServeKeysFileEmptyEntry: a keys file with an empty entry is an
+// error, not a crash.
+func TestServeKeysFileEmptyEntry(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys.yaml")
+	os.WriteFile(keys, []byte("keys:\n  -\n"), 0o600)
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"serve", "--api-keys-file", keys, "--check-config"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "key 1: empty entry") {
+		t.Fatalf("code %d: %s", code, errb.String())
+	}
 }
 
 func TestKeysGenerate(t *testing.T) {
@@ -192,5 +220,16 @@ func TestKeysGenerate(t *testing.T) {
 	}
 	if code := dispatch([]string{"keys", "generate", "--id", "svc", "--scopes", "root"}, &out, &errb); code != 2 {
 		t.Errorf("unknown scope accepted")
+	}
+	// An id that would not read back from the keys file as written.
+	for _, id := range []string{"x y: [z]", "#ops", "-a", strings.Repeat("a", 65)} {
+		if code := dispatch([]string{"keys", "generate", "--id", id}, &out, &errb); code != 2 {
+			t.Errorf("id %q accepted", id)
+		}
+	}
+	for _, id := range []string{"payments-api", "svc.eu/1", "ops@team:2"} {
+		if code := dispatch([]string{"keys", "generate", "--id", id}, &out, &errb); code != 0 {
+			t.Errorf("id %q refused: %s", id, errb.String())
+		}
 	}
 }

@@ -44,6 +44,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
+	if fset.NArg() > 0 { // flags after it would be ignored too
+		fmt.Fprintf(stderr, "vigil serve: unexpected argument %q (options are flags: --rules DIR, --config FILE...)\n", fset.Arg(0))
+		fset.Usage()
+		return 2
+	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "vigil:", err)
@@ -68,6 +73,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *checkOnly {
+		if _, err := srv.tlsConfig(); err != nil { // the files' content, not only that they exist
+			fmt.Fprintln(stderr, "vigil:", err)
+			srv.close()
+			return 1
+		}
 		keys := fmt.Sprintf("%d API keys", srv.keys.Len())
 		if srv.devKey != "" {
 			keys = "no API key (a development key is generated at start-up)"
@@ -249,14 +259,14 @@ func (s *server) tlsConfig() (*tls.Config, error) {
 		return nil, nil
 	}
 	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+	if err != nil { // its errors start with "tls: " already
+		return nil, fmt.Errorf("%w (cert_file %s, key_file %s)", err, t.CertFile, t.KeyFile)
 	}
 	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if t.ClientCAFile != "" {
 		pem, err := os.ReadFile(t.ClientCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
+			return nil, fmt.Errorf("tls: client_ca_file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {

@@ -50,7 +50,18 @@ func decodeReference(data []byte) (*Event, error) {
 		return nil, decodeError(data, err)
 	}
 	if _, err := d.Token(); err != io.EOF {
+		if perr := rawPANs(data); perr != nil {
+			return nil, perr
+		}
 		return nil, &Error{Fields: []FieldError{{"", "unexpected data after the event object"}}}
+	}
+	// encoding/json matches keys case-insensitively and keeps the last of
+	// duplicate keys: the walk over the tokens refuses both.
+	if w := walkTokens(data); len(w.keys.Fields) > 0 {
+		if len(w.pans.Fields) > 0 {
+			return nil, w.pans.escape() // a duplicate's value is scanned too
+		}
+		return nil, w.keys.escape()
 	}
 	return ev, nil
 }
@@ -184,49 +195,97 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // rawPANs scans every string, number and key of an event that failed to
-// decode (unknown fields included) for card numbers.
+// decode (unknown fields and duplicate keys included) for card numbers.
 func rawPANs(data []byte) *Error {
-	var v any
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	if d.Decode(&v) != nil {
-		return nil
+	if w := walkTokens(data); len(w.pans.Fields) > 0 {
+		return w.pans.escape()
 	}
-	var errs Error
-	var walk func(path string, v any)
-	walk = func(path string, v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			for _, k := range sortedKeys(v) {
-				p := safeKey(k)
-				if path != "" {
-					p = path + "." + p
+	return nil
+}
+
+// tokenWalk reads an encoded event token by token: every key and value,
+// duplicates and values after the event included, as far as the JSON is
+// well formed.
+type tokenWalk struct {
+	d    *json.Decoder
+	pans Error // values and keys holding a card number
+	keys Error // duplicate keys, and keys the schema does not have (exactly)
+}
+
+var timeType = reflect.TypeOf(time.Time{})
+
+func walkTokens(data []byte) *tokenWalk {
+	w := &tokenWalk{d: json.NewDecoder(bytes.NewReader(data))}
+	w.d.UseNumber()
+	w.pans.PAN = true
+	for w.value("", reflect.TypeOf(Event{})) == nil {
+	}
+	return w
+}
+
+// value walks one value at path; t is its type in the schema (nil where
+// any value goes: attributes).
+func (w *tokenWalk) value(path string, t reflect.Type) error {
+	tok, err := w.d.Token()
+	if err != nil {
+		return err
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch v := tok.(type) {
+	case json.Delim:
+		if v == '[' {
+			for i := 0; w.d.More(); i++ {
+				if err := w.value(fmt.Sprintf("%s[%d]", path, i), nil); err != nil {
+					return err
 				}
-				if ContainsPAN(k) {
-					errs.add(p, panReason)
+			}
+			_, err := w.d.Token()
+			return err
+		}
+		seen := map[string]bool{}
+		for w.d.More() {
+			kt, err := w.d.Token()
+			if err != nil {
+				return err
+			}
+			k, _ := kt.(string)
+			p := safeKey(k)
+			if path != "" {
+				p = path + "." + p
+			}
+			if ContainsPAN(k) {
+				w.pans.add(p, panReason)
+			}
+			if seen[k] {
+				w.keys.add(p, "duplicate key")
+			}
+			seen[k] = true
+			var ft reflect.Type
+			if t != nil && t.Kind() == reflect.Struct && t != timeType {
+				if f, ok := fieldByJSONName(t, k); ok {
+					ft = f.Type
+				} else {
+					w.keys.add(p, "unknown field")
 				}
-				walk(p, v[k])
 			}
-		case []any:
-			for i, x := range v {
-				walk(fmt.Sprintf("%s[%d]", path, i), x)
-			}
-		case string:
-			if ContainsPAN(v) {
-				errs.add(path, panReason)
-			}
-		case json.Number:
-			if ContainsPAN(string(v)) {
-				errs.add(path, panReason)
+			if err := w.value(p, ft); err != nil {
+				return err
 			}
 		}
+		_, err := w.d.Token()
+		return err
+	case string:
+		if ContainsPAN(v) {
+			w.pans.add(path, panReason)
+		}
+	case json.Number:
+		if ContainsPAN(string(v)) {
+			w.pans.add(path, panReason)
+		}
 	}
-	walk("", v)
-	if len(errs.Fields) == 0 {
-		return nil
-	}
-	errs.PAN = true
-	return &errs
+	return nil
 }
 
 // safeKey is an object key as an error path shows it: a key that holds a

@@ -491,6 +491,9 @@ func (p *parser) attributes(dst *map[string]any) bool {
 	m := make(map[string]any)
 	*dst = m
 	return p.object(func(key []byte) bool {
+		if _, dup := m[string(key)]; dup {
+			return false // refused by the reference decoder, with its path
+		}
 		var v any
 		d := p.data
 		switch {
@@ -529,7 +532,8 @@ func hasPrefixAt(d []byte, i int, s string) bool {
 // internTable shares the strings of low-cardinality fields (currency and
 // country codes, channel, BIN, MCC, device attributes) between events:
 // fewer allocations per event. It is a fixed-size, lock-free cache: a
-// collision replaces the slot, so memory stays bounded.
+// collision replaces the slot, so memory stays bounded. A value holding a
+// card number is never stored.
 var internTable [4096]atomic.Pointer[string]
 
 const maxInterned = 96 // longer values are copied
@@ -547,6 +551,8 @@ func internBytes(b []byte) string {
 		return *s
 	}
 	s := string(b)
-	slot.Store(&s)
+	if !ContainsPAN(s) { // the event will be refused: nothing of it is kept
+		slot.Store(&s)
+	}
 	return s
 }

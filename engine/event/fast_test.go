@@ -76,7 +76,14 @@ func TestDecodeFastMatchesReference(t *testing.T) {
 		{"lat only", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"billing":{"lat":1},"shipping":{"lon":3,"lat":4}}`, true},
 		{"whitespace", " \t\n{ \"id\" : \"a\" , \"amount\" : 1 ,\"currency\":\"USD\",\"card\":{ \"token\" : \"t\" } } \r\n", true},
 		{"utf-8", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"device":{"user_agent":"Möbius ☃"}}`, true},
-		{"attributes", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"s":"x","n":-1.5e3,"t":true,"f":false,"z":null,"s":"y"}}`, true},
+		{"attributes", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"s":"x","n":-1.5e3,"t":true,"f":false,"z":null}}`, true},
+		{"duplicate attribute", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"s":"4111111111111111","s":"y"}}`, false},
+		{"key case", `{"ID":"a","amount":1,"currency":"USD","card":{"token":"t"}}`, false},
+		{"nested key case", `{"id":"a","amount":1,"currency":"USD","card":{"Token":"t"}}`, false},
+		{"folded key", "{\"id\":\"a\",\"amount\":1,\"currency\":\"USD\",\"card\":{\"token\":\"t\"},\"device\":{\"\u017fcreen\":\"1x1\"}}", false},
+		{"duplicate hides a pan", `{"id":"a","amount":1,"currency":"USD","card":{"token":"4111111111111111","token":"t"}}`, false},
+		{"pan after the event", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"}} "4111111111111111"`, false},
+		{"pan in a nested attribute", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"x":{"y":["4111111111111111"]}}}`, false},
 		{"empty attributes", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{}}`, true},
 		{"offset time", `{"id":"a","time":"2026-11-22T12:30:00+02:00","amount":1,"currency":"USD","card":{"token":"t"}}`, true},
 		{"minus zero", `{"id":"a","amount":-0,"currency":"USD","card":{"token":"t"}}`, true},
@@ -85,7 +92,6 @@ func TestDecodeFastMatchesReference(t *testing.T) {
 		{"escape", `{"id":"a\u0062","amount":1,"currency":"USD","card":{"token":"t"}}`, false},
 		{"invalid utf-8", "{\"id\":\"a\xff\",\"amount\":1,\"currency\":\"USD\",\"card\":{\"token\":\"t\"}}", false},
 		{"control char", "{\"id\":\"a\tb\",\"amount\":1,\"currency\":\"USD\",\"card\":{\"token\":\"t\"}}", false},
-		{"key case", `{"ID":"a","amount":1,"currency":"USD","card":{"token":"t"}}`, false},
 		{"duplicate key", `{"id":"a","id":"b","amount":1,"currency":"USD","card":{"token":"t"}}`, false},
 		{"duplicate object", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"card":{"bin":"424242"}}`, false},
 		{"duplicate nested", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t","token":"u"}}`, false},
@@ -123,6 +129,15 @@ func TestInternBytes(t *testing.T) {
 	}
 	if long := strings.Repeat("x", maxInterned+1); internBytes([]byte(long)) != long {
 		t.Fatal("long value changed")
+	}
+	// A refused event's card number is not kept in the table.
+	if _, err := Decode([]byte(`{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"device":{"user_agent":"4111 1111 1111 1111"}}`), now); err == nil {
+		t.Fatal("card number accepted")
+	}
+	for i := range internTable {
+		if s := internTable[i].Load(); s != nil && ContainsPAN(*s) {
+			t.Fatalf("slot %d holds %q", i, *s)
+		}
 	}
 }
 

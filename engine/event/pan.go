@@ -19,76 +19,65 @@ const (
 
 // ContainsPAN reports whether s contains a run of digits that looks like a
 // card number. Digit groups separated by one space or dash are joined, and
-// every contiguous sequence of groups is tried, so "order 12 4111 1111 1111
-// 1111" is caught as well as "4111111111111111".
+// every contiguous sequence of whole groups is tried, so "order 12 4111 1111
+// 1111 1111" is caught as well as "4111111111111111"; a single group longer
+// than 19 digits is a number, not a card.
 func ContainsPAN(s string) bool {
 	// Fast path: most values have fewer than 13 digits in total.
 	if len(s) < panMinDigits || countDigits(s) < panMinDigits {
 		return false
 	}
-	var digits [64]byte // digits of the current run of groups
-	var starts [64]int  // start offset in digits of each group of the run
-	nd, ng := 0, 0
-	flush := func() bool {
-		if nd >= panMinDigits && checkRun(digits[:nd], starts[:ng]) {
+	// The groups of the current run as [start, end) offsets in s, a ring
+	// of the newest ones: a PAN spans at most panMaxDigits groups.
+	var gs, ge [32]int
+	n, last := 0, -1
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		// The run goes on when one separator joins this group to the last.
+		if n == 0 || ge[last] != i-1 || (s[i-1] != ' ' && s[i-1] != '-') {
+			n = 0
+		}
+		last = (last + 1) % len(gs)
+		gs[last], ge[last] = i, j
+		n = min(n+1, len(gs))
+		if endsWithPAN(s, &gs, &ge, last, n) {
 			return true
 		}
-		nd, ng = 0, 0
-		return false
+		i = j
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case isDigit(c):
-			if i == 0 || !isDigit(s[i-1]) {
-				if ng == len(starts) {
-					if flush() {
-						return true
-					}
-				}
-				starts[ng] = nd
-				ng++
-			}
-			if nd == len(digits) { // too long to be groups of a PAN: check and restart
-				if flush() {
-					return true
-				}
-				starts[0] = 0
-				ng = 1
-			}
-			digits[nd] = c
-			nd++
-		case (c == ' ' || c == '-') && i > 0 && isDigit(s[i-1]) && i+1 < len(s) && isDigit(s[i+1]):
-			// a separator inside a run of groups
-		default:
-			if flush() {
-				return true
-			}
-		}
-	}
-	return flush()
+	return false
 }
 
-// checkRun tries every contiguous sequence of groups in a run of digits.
-func checkRun(digits []byte, starts []int) bool {
-	ends := func(g int) int {
-		if g+1 < len(starts) {
-			return starts[g+1]
+// endsWithPAN tries every sequence of the run's groups that ends with the
+// newest one (ring index last, n groups in the run).
+func endsWithPAN(s string, gs, ge *[32]int, last, n int) bool {
+	total := 0
+	for k := 0; k < n; k++ {
+		g := (last - k + len(gs)) % len(gs)
+		total += ge[g] - gs[g]
+		if total > panMaxDigits {
+			return false
 		}
-		return len(digits)
-	}
-	for a := 0; a < len(starts); a++ {
-		for b := a; b < len(starts); b++ {
-			l := ends(b) - starts[a]
-			if l > panMaxDigits {
-				break
-			}
-			if l >= panMinDigits && IsPAN(digits[starts[a]:ends(b)]) {
-				return true
-			}
+		if total < panMinDigits {
+			continue
+		}
+		var d [panMaxDigits]byte
+		m := 0
+		for h := 0; h <= k; h++ {
+			x := (g + h) % len(gs)
+			m += copy(d[m:], s[gs[x]:ge[x]])
+		}
+		if IsPAN(d[:m]) {
+			return true
 		}
 	}
-	// A single group longer than 19 digits is a number, not a card.
 	return false
 }
 

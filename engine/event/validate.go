@@ -153,11 +153,28 @@ func (e *Event) strings(f func(path, v string)) {
 	for k, v := range e.Attributes {
 		path := "attributes." + safeKey(k)
 		f(path, k)
-		switch v := v.(type) {
-		case string:
-			f(path, v)
-		case json.Number:
-			f(path, string(v))
+		attributeStrings(path, v, f)
+	}
+}
+
+// attributeStrings calls f with the strings and numbers of an attribute
+// value, and of the keys and values inside it when it is an object or an
+// array (refused, but scanned for card numbers like the rest).
+func attributeStrings(path string, v any, f func(path, v string)) {
+	switch v := v.(type) {
+	case string:
+		f(path, v)
+	case json.Number:
+		f(path, string(v))
+	case map[string]any:
+		for k, x := range v {
+			p := path + "." + safeKey(k)
+			f(p, k)
+			attributeStrings(p, x, f)
+		}
+	case []any:
+		for i, x := range v {
+			attributeStrings(path+"["+strconv.Itoa(i)+"]", x, f)
 		}
 	}
 }
