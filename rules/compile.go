@@ -163,7 +163,12 @@ func compileSet(srcs []Source, schema *features.Schema, cache *Cache, opt option
 	files := s.parseFiles(srcs, cache, &errs)
 	listIndex := s.collectHeaderAndLists(files, &errs)
 	env := compileEnv{schema: schema, lists: listIndex, opt: opt}
-	env.key = schemaKey(schema) + "|" + strings.Join(sortedKeys(listIndex), ",") + "|" + opt.key()
+	var listKeys []string // a list's size decides whether a rule iterating it is too costly
+	for i, name := range sortedKeys(listIndex) {
+		env.sizes = append(env.sizes, len(s.listValues[i]))
+		listKeys = append(listKeys, fmt.Sprintf("%s:%d", name, len(s.listValues[i])))
+	}
+	env.key = schemaKey(schema) + "|" + strings.Join(listKeys, ",") + "|" + opt.key()
 	s.compileRules(files, &env, cache, &errs)
 	if err := errs.err(); err != nil {
 		return nil, err
@@ -256,6 +261,9 @@ func (s *Set) compileRules(files []parsedFile, env *compileEnv, cache *Cache, er
 	lastYield := time.Now()
 	for _, p := range files {
 		rules, ok := cache.rules(p.src.Name, p.sum, env.key)
+		if ok && !p.invalid {
+			cache.keepParsed(p.src.Name, p.sum, p.file) // seeded entries have none: parsed once, not on every reload
+		}
 		if !ok {
 			var ferrs errorList
 			for i := range p.file.Rules {
@@ -329,6 +337,7 @@ func schemaKey(schema *features.Schema) string {
 type compileEnv struct {
 	schema *features.Schema
 	lists  map[string]int
+	sizes  []int // each list's length, by slot
 	opt    options
 	key    string
 	config *conf.Config // expr's configuration, shared by the rules compiled one after another
@@ -387,6 +396,9 @@ func compileRule(def RuleDef, env *compileEnv) (r *Rule, err error) {
 	}
 	if _, cerr := checker.Check(tree, config); cerr != nil {
 		return nil, exprErr(cerr)
+	}
+	if ierr := checkIterations(tree.Node, env.sizes); ierr != nil {
+		return nil, &Error{Pos: def.WhenPos, Rule: def.Name, Err: ierr}
 	}
 	if oerr := optimizer.Optimize(&tree.Node, config); oerr != nil {
 		return nil, exprErr(oerr)
@@ -510,6 +522,19 @@ func (c *Cache) store(name string, sum [32]byte, env string, f *RuleFile, rules 
 		c.entries = map[cacheKey]*cacheEntry{}
 	}
 	c.entries[cacheKey{name, sum}] = &cacheEntry{file: f, env: env, rules: rules}
+}
+
+// keepParsed records the parsed file of an entry that has its rules but not
+// its parse (seeded from a set compiled without the cache).
+func (c *Cache) keepParsed(name string, sum [32]byte, f *RuleFile) {
+	if c == nil || f == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[cacheKey{name, sum}]; e != nil && e.file == nil {
+		e.file = f
+	}
 }
 
 // keepOnly drops the entries of files that are not in s, the set that just

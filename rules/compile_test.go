@@ -66,6 +66,18 @@ func TestMissingValues(t *testing.T) {
 		{when: "attributes.tier == 'gold'", attr: `{"tier": "gold"}`, ifMissing: true, ifPresent: true},
 		{when: "account.id in @vips", ifMissing: false, ifPresent: false},
 		{when: "time.Hour() == 12 and amount_minor % 5 == 0", ifMissing: true, ifPresent: true},
+		// through let variables, conditionals and ?? (x ?? y is y when x is missing)
+		{when: "let c = card_count_1h; c != 3", ifMissing: false, ifPresent: true},
+		{when: "let z = account_amount_ratio_30d; let y = z * 2; y > 1", ifMissing: false, ifPresent: true},
+		{when: "let b = billing.country; let c = card.country; b != c", ifMissing: false, ifPresent: false},
+		{when: "let b = billing.country; let c = card.country; b != c", billing: "FR", ifMissing: true, ifPresent: true},
+		{when: "(has(billing.country) ? billing.country : ip_country) != 'US'", ifMissing: false, ifPresent: true},
+		{when: "(has(billing.country) ? billing.country : ip_country) != 'US'", billing: "FR", ifMissing: true, ifPresent: true},
+		{when: "(card_count_1h > 100 ? 1 : card_count_1h) >= 1", ifMissing: false, ifPresent: true},
+		{when: "(card_count_1h ?? 0) < 1", ifMissing: true, ifPresent: false},
+		{when: "(card_count_1h ?? 0) == 5", ifMissing: false, ifPresent: true},
+		{when: "(ip_country ?? 'ZZ') == 'ZZ'", ifMissing: true, ifPresent: false},
+		{when: "(billing.country ?? ip_country) != 'US'", ifMissing: false, ifPresent: true},
 	} {
 		for _, lower := range []bool{true, false} {
 			s, err := compileOne(t, schema, tc.when, options{noLower: !lower})

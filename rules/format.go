@@ -2,7 +2,9 @@ package rules
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -97,7 +99,30 @@ func Format(name string, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	enc.Close()
-	return spaceSections(buf.Bytes()), nil
+	out := spaceSections(buf.Bytes())
+	// Reordering keys can put an alias before its anchor: never write a
+	// file that no longer reads the same.
+	if err := sameContent(name, test, data, out); err != nil {
+		return nil, fmt.Errorf("%s: not formatted: %w", name, err)
+	}
+	return out, nil
+}
+
+// sameContent reports an error unless formatted reads as the same file as
+// data: both valid, the same values once decoded.
+func sameContent(name string, test bool, data, formatted []byte) error {
+	if test {
+		if _, err := ParseTestFile(name, formatted); err != nil {
+			return fmt.Errorf("the formatted file would not parse (an alias before its anchor?): %w", err)
+		}
+	} else if _, err := ParseFile(name, formatted); err != nil {
+		return fmt.Errorf("the formatted file would not parse (an alias before its anchor?): %w", err)
+	}
+	var a, b any
+	if yaml.Unmarshal(data, &a) != nil || yaml.Unmarshal(formatted, &b) != nil || !reflect.DeepEqual(a, b) {
+		return errors.New("the formatted file would read differently")
+	}
+	return nil
 }
 
 // block makes a mapping or sequence written in flow style ({...}, [...])

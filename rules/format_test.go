@@ -121,3 +121,24 @@ func TestFormatRefusesInvalidFiles(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// TestFormatKeepsFilesReadable: a reordering that would put an alias
+// before its anchor is refused, and a test file's second document is an
+// error (it used to be dropped by fmt -w).
+func TestFormatKeepsFilesReadable(t *testing.T) {
+	anchored := "rules:\n  - name: x\n    owner: &team fraud-team\n    description: *team\n    when: amount > 1\n    action: pause\n    score: 10\n    reason: X\n"
+	if _, err := ParseFile("r.yaml", []byte(anchored)); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := Format("r.yaml", []byte(anchored)); err == nil {
+		if _, perr := ParseFile("r.yaml", out); perr != nil {
+			t.Fatalf("formatted into an invalid file: %v\n%s", perr, out)
+		}
+	} else if !strings.Contains(err.Error(), "not formatted") {
+		t.Errorf("got %v", err)
+	}
+	two := "tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{decision: approve}]\n---\ntests: []\n"
+	if _, err := Format("r_test.yaml", []byte(two)); err == nil || !strings.Contains(err.Error(), "second one") {
+		t.Errorf("second document: %v", err)
+	}
+}

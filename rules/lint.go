@@ -231,11 +231,11 @@ func contradiction(root ast.Node) string {
 			if c < bd.hi || (c == bd.hi && op == "<") {
 				bd.hi, bd.hiOpen = c, op == "<"
 			}
-		case "==":
-			if c > bd.lo || (c == bd.lo && bd.loOpen) {
+		case "==": // [lo, hi] ∩ [c, c]: an open bound at c stays open (empty)
+			if c > bd.lo {
 				bd.lo, bd.loOpen = c, false
 			}
-			if c < bd.hi || (c == bd.hi && bd.hiOpen) {
+			if c < bd.hi {
 				bd.hi, bd.hiOpen = c, false
 			}
 			if c < bd.lo || c > bd.hi {

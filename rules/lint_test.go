@@ -21,6 +21,10 @@ rules:
   - {name: shared_reason, when: "amount > 2", action: step_up, score: 10, reason: G}
   - {name: too_strong, when: "amount > 3", action: step_up, score: 85, reason: H}
   - {name: fine, when: "card_count_1h >= 3 and card_count_1h <= 10", action: step_up, score: 0, reason: I}
+  - {name: open_then_equal, when: "amount > 5 and amount == 5", action: step_up, score: 0, reason: J}
+  - {name: equal_after_open, when: "card_count_1h < 5 and card_count_1h == 5", action: step_up, score: 0, reason: K}
+  - {name: listed, when: "any([card_count_1h, 2], # > 1)", action: step_up, score: 0, reason: L}
+  - {name: equal_in_range, when: "amount >= 5 and amount == 5 and amount <= 5", action: step_up, score: 0, reason: M}
 `
 	s, err := Compile([]Source{{"l.yaml", []byte(src)}}, contractSchema(t))
 	if err != nil {
@@ -41,12 +45,15 @@ rules:
 		`l.yaml:12:5: rule "copy": same expression as rule "off"`,
 		`l.yaml:13:5: rule "shared_reason": reason G is also rule "copy"'s`,
 		`l.yaml:14:5: rule "too_strong": score 85 reaches pause_at 80 by itself`,
+		`l.yaml:16:5: rule "open_then_equal": never fires: amount > 5 and amount == 5 cannot all hold [never-fires]`,
+		`l.yaml:17:5: rule "equal_after_open": never fires: card_count_1h < 5 and card_count_1h == 5 cannot all hold [never-fires]`,
+		`l.yaml:18:5: rule "listed": a list literal holds a value that may be missing`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %q", want)
 		}
 	}
-	if strings.Contains(text, `"fine"`) || len(got) != 9 {
+	if strings.Contains(text, `"fine"`) || strings.Contains(text, `"equal_in_range"`) || len(got) != 12 {
 		t.Errorf("%d warnings:\n%s", len(got), text)
 	}
 

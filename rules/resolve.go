@@ -29,7 +29,8 @@ type resolver struct {
 	lists    map[string]int
 	features map[string]bool
 	fields   map[string]bool
-	vars     []string // let variables in scope
+	vars     []string   // let variables in scope
+	lets     []ast.Node // the value of each of vars, resolved
 	errs     []*file.Error
 	notes    []lintNote
 }
@@ -68,9 +69,9 @@ func (r *resolver) node(p *ast.Node) {
 		r.node(&n.Node)
 	case *ast.VariableDeclaratorNode:
 		r.node(&n.Value)
-		r.vars = append(r.vars, n.Name)
+		r.vars, r.lets = append(r.vars, n.Name), append(r.lets, n.Value)
 		r.node(&n.Expr)
-		r.vars = r.vars[:len(r.vars)-1]
+		r.vars, r.lets = r.vars[:len(r.vars)-1], r.lets[:len(r.lets)-1]
 	case *ast.SequenceNode:
 		for i := range n.Nodes {
 			r.node(&n.Nodes[i])
@@ -80,8 +81,16 @@ func (r *resolver) node(p *ast.Node) {
 		r.node(&n.Exp1)
 		r.node(&n.Exp2)
 	case *ast.ArrayNode:
+		missing := false
 		for i := range n.Nodes {
 			r.node(&n.Nodes[i])
+			var g []ast.Node
+			r.missable(n.Nodes[i], &g, map[string]bool{})
+			missing = missing || len(g) > 0
+		}
+		if missing {
+			r.notes = append(r.notes, lintNote{"missing-in-list",
+				"a list literal holds a value that may be missing: a comparison of its elements (in a closure such as any or all) is not guarded; test has(x) first"})
 		}
 	case *ast.MapNode:
 		for i := range n.Pairs {
@@ -125,7 +134,44 @@ func (r *resolver) node(p *ast.Node) {
 		if comparisons[n.Operator] {
 			r.guard(p, n.Left, n.Right)
 		}
+		if n.Operator == "??" {
+			r.defaultFor(p, n)
+		}
 	}
+}
+
+// defaultFor lowers x ?? y to (present(x) ? x : y): a missing feature or
+// field is not nil (it reads as NaN, "" or a zero time), so ?? would never
+// replace it.
+func (r *resolver) defaultFor(p *ast.Node, n *ast.BinaryNode) {
+	var guards []ast.Node
+	r.missable(n.Left, &guards, map[string]bool{})
+	if len(guards) == 0 {
+		return
+	}
+	ast.Patch(p, &ast.ConditionalNode{Cond: conjunction(guards), Exp1: n.Left, Exp2: n.Right})
+}
+
+// lastIndex is the index of the last v in s, or -1.
+func lastIndex(s []string, v string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// conjunction is (g1 and g2 and ...); true when there are none.
+func conjunction(guards []ast.Node) ast.Node {
+	if len(guards) == 0 {
+		return &ast.BoolNode{Value: true}
+	}
+	g := guards[0]
+	for _, x := range guards[1:] {
+		g = &ast.BinaryNode{Operator: "and", Left: g, Right: x}
+	}
+	return g
 }
 
 // inList resolves the list of x in @list to its set, for a map lookup;
@@ -363,17 +409,14 @@ func (r *resolver) guard(p *ast.Node, operands ...ast.Node) {
 		return
 	}
 	cmp := *p
-	g := guards[0]
-	for _, x := range guards[1:] {
-		g = &ast.BinaryNode{Operator: "and", Left: g, Right: x}
-	}
-	ast.Patch(p, &ast.BinaryNode{Operator: "and", Left: g, Right: cmp})
+	ast.Patch(p, &ast.BinaryNode{Operator: "and", Left: conjunction(guards), Right: cmp})
 }
 
 // missable collects presence tests for the values n reads. It looks
-// through arithmetic, unary operators, builtin function arguments, slices
-// and method calls; not into nested comparisons, logic or closures, which
-// are boolean values of their own.
+// through arithmetic, unary operators, builtin function arguments, slices,
+// method calls, let variables (to their values) and conditionals (the
+// branch taken); not into nested comparisons, logic or closures, which are
+// boolean values of their own.
 func (r *resolver) missable(n ast.Node, guards *[]ast.Node, seen map[string]bool) {
 	add := func(key string, g ast.Node) {
 		if !seen[key] {
@@ -412,8 +455,25 @@ func (r *resolver) missable(n ast.Node, guards *[]ast.Node, seen map[string]bool
 		r.missable(n.Node, guards, seen)
 		r.missable(n.Property, guards, seen)
 	case *ast.IdentifierNode:
-		if f, isField := eventFieldIndex[n.Value]; isField && !r.inScope(n.Value) && (f.kind == kindString || f.kind == kindTime) {
+		if i := lastIndex(r.vars, n.Value); i >= 0 {
+			// a let variable: missing when its value is (the innermost
+			// binding of the name; values are resolved in their own scope)
+			vars, lets := r.vars, r.lets
+			r.vars, r.lets = vars[:i], lets[:i]
+			r.missable(lets[i], guards, seen)
+			r.vars, r.lets = vars, lets
+			return
+		}
+		if f, isField := eventFieldIndex[n.Value]; isField && (f.kind == kindString || f.kind == kindTime) {
 			add("e"+f.Path, presence(f))
+		}
+	case *ast.ConditionalNode:
+		// c ? a : b is missing when the branch taken is
+		var ga, gb []ast.Node
+		r.missable(n.Exp1, &ga, map[string]bool{})
+		r.missable(n.Exp2, &gb, map[string]bool{})
+		if len(ga)+len(gb) > 0 {
+			*guards = append(*guards, &ast.ConditionalNode{Cond: n.Cond, Exp1: conjunction(ga), Exp2: conjunction(gb)})
 		}
 	case *ast.BinaryNode:
 		if arithmetic[n.Operator] {

@@ -92,6 +92,7 @@ type Expectation struct {
 	Reasons  *[]string      `yaml:"reasons"` // the reason codes, in the decision's order
 	Features map[string]any `yaml:"features"`
 	Line     int            `yaml:"-"`
+	nulls    []string       // keys given without a value
 }
 
 // ScoreRange is an expected score: 40, "40..60", or {min: 40, max: 60}.
@@ -101,6 +102,11 @@ type ScoreRange struct{ Min, Max int }
 func (s *ScoreRange) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.MappingNode {
 		var m struct{ Min, Max *int }
+		for i := 0; i < len(n.Content); i += 2 {
+			if k := n.Content[i].Value; k != "min" && k != "max" {
+				return fmt.Errorf("score: unknown key %q (min, max)", k)
+			}
+		}
 		if err := n.Decode(&m); err != nil {
 			return err
 		}
@@ -110,6 +116,9 @@ func (s *ScoreRange) UnmarshalYAML(n *yaml.Node) error {
 		}
 		if m.Max != nil {
 			s.Max = *m.Max
+		}
+		if s.Min > s.Max {
+			return fmt.Errorf("score: min %d is above max %d", s.Min, s.Max)
 		}
 		return nil
 	}
@@ -147,6 +156,16 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, yamlError(name, err).err()
+	}
+	docs := yaml.NewDecoder(bytes.NewReader(data))
+	var first, extra yaml.Node
+	if err := docs.Decode(&first); err == nil {
+		if err := docs.Decode(&extra); !errors.Is(err, io.EOF) {
+			if err != nil {
+				return nil, yamlError(name, err).err()
+			}
+			return nil, errorList{{Pos: Pos{name, max(extra.Line, 1), 1}, Err: errors.New("a test file holds one YAML document; found a second one")}}.err()
+		}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -206,6 +225,9 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 			default:
 				errs.add(Pos{name, x.Line, 1}, "", "test %q: unknown decision %q", tc.Name, x.Decision)
 			}
+			for _, k := range x.nulls { // an empty key would check nothing
+				errs.add(Pos{name, x.Line, 1}, "", "test %q: expect: %s has no value (write [] for none, or leave the key out)", tc.Name, k)
+			}
 		}
 	}
 	if err := errs.err(); err != nil {
@@ -235,6 +257,11 @@ func positions(root *yaml.Node, f *TestFile) {
 					for x, e := range item.Content[k+1].Content {
 						if x < len(tc.Expect) {
 							tc.Expect[x].Line = e.Line
+							for m := 0; m+1 < len(e.Content); m += 2 {
+								if e.Content[m+1].Tag == "!!null" {
+									tc.Expect[x].nulls = append(tc.Expect[x].nulls, e.Content[m].Value)
+								}
+							}
 						}
 					}
 				}
@@ -395,7 +422,10 @@ func RunTests(set *Set, newObserver func() (Observer, error), files []*TestFile,
 			} else if slices.Contains(tc.Requires, RequiresGeoIP) && !opt.GeoIP {
 				res.Skipped = "needs an IP geolocation database (vigil rules test --geoip FILE.mmdb)"
 			} else if missing := missingFeatures(set.Schema, tc); len(missing) > 0 {
-				res.Skipped = "needs features the feature definitions do not provide: " + strings.Join(missing, ", ")
+				for _, name := range missing {
+					res.Failures = append(res.Failures, fmt.Sprintf("expects feature %s, which the feature definitions do not provide%s",
+						name, Suggest(name, featureNames(set.Schema), "")))
+				}
 			} else {
 				res.Failures = runCase(set, newObserver, tc)
 			}
@@ -403,6 +433,16 @@ func RunTests(set *Set, newObserver func() (Observer, error), files []*TestFile,
 			out = append(out, res)
 		}
 	}
+	return out
+}
+
+// featureNames lists the schema's feature names, sorted.
+func featureNames(schema *features.Schema) []string {
+	var out []string
+	for _, f := range schema.Fields {
+		out = append(out, f.Name)
+	}
+	slices.Sort(out)
 	return out
 }
 

@@ -81,11 +81,11 @@ tests:
     skip: needs IP geolocation (no GeoIP database in tests)
     transactions:
       - {id: z, amount: 100, currency: USD, card: {token: tok_5}}
-  - name: needs a feature the definitions lack
+  - name: expects a feature the definitions lack
     transactions:
       - {id: w, amount: 100, currency: USD, card: {token: tok_6}}
     expect:
-      - {features: {not_a_feature: 1}}
+      - {decision: approve, features: {card_count_1hr: 1}}
 `
 
 func TestRunTests(t *testing.T) {
@@ -105,7 +105,7 @@ func TestRunTests(t *testing.T) {
 		t.Errorf("repeat: %s at %v", got.ID, got.Time)
 	}
 	results := RunTests(set, newObs, []*TestFile{tf}, TestOptions{})
-	want := []string{"pass", "pass", "pass", "fail", "skip", "skip"}
+	want := []string{"pass", "pass", "pass", "fail", "skip", "fail"}
 	for i, r := range results {
 		got := "pass"
 		switch {
@@ -121,8 +121,10 @@ func TestRunTests(t *testing.T) {
 	if f := strings.Join(results[3].Failures, "\n"); !strings.Contains(f, "y (line 35): decision approve, want pause") || !strings.Contains(f, "score 0, want 50..100") {
 		t.Errorf("failure messages:\n%s", f)
 	}
-	if !strings.Contains(results[5].Skipped, "not_a_feature") {
-		t.Errorf("skip reason %q", results[5].Skipped)
+	// a misspelled feature fails the case (it used to skip it, and with it
+	// the case's other checks)
+	if f := strings.Join(results[5].Failures, "\n"); f != "expects feature card_count_1hr, which the feature definitions do not provide (did you mean card_count_1h?)" {
+		t.Errorf("failure %q", f)
 	}
 	// --run selects by name
 	if got := RunTests(set, newObs, []*TestFile{tf}, TestOptions{Filter: regexp.MustCompile("shadow")}); len(got) != 1 || !got[0].Passed() {
@@ -150,7 +152,7 @@ func TestRunTests(t *testing.T) {
 	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, buf.String())
 	}
-	if doc.Tests != 6 || doc.Failures != 1 || doc.Skipped != 2 || len(doc.Suites) != 1 || doc.Suites[0].Cases[3].Failure == nil {
+	if doc.Tests != 6 || doc.Failures != 2 || doc.Skipped != 1 || len(doc.Suites) != 1 || doc.Suites[0].Cases[3].Failure == nil {
 		t.Errorf("junit:\n%s", buf.String())
 	}
 }
@@ -173,6 +175,17 @@ func TestParseTestFileErrors(t *testing.T) {
 			`at: want a duration`},
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: 4111111111111111}}]\n    expect: [{score: 1}]\n",
 			`looks like`},
+		// a second document is an error, not ignored
+		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{decision: approve}]\n---\ntests: []\n",
+			`t.yaml:5:1: a test file holds one YAML document; found a second one`},
+		// score keys are checked, and min <= max
+		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{score: {min: 0, mx: 10}}]\n",
+			`score: unknown key "mx" (min, max)`},
+		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{score: {min: 60, max: 10}}]\n",
+			`score: min 60 is above max 10`},
+		// a key without a value would check nothing
+		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect:\n      - id: t1\n        hits:\n        reasons:\n",
+			`t.yaml:5:1: test "a": expect: hits has no value (write [] for none, or leave the key out)`},
 	} {
 		_, err := ParseTestFile("t.yaml", []byte(tc.src))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
