@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -119,7 +120,9 @@ func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err 
 			return false, nil // reported when it failed
 		}
 		var old, cur *Set
-		old, cur, err = l.Manager.Load(srcs, l.Schema)
+		if err = emptied(l.Manager.Current(), srcs); err == nil {
+			old, cur, err = l.Manager.Load(srcs, l.Schema)
+		}
 		if err == nil {
 			changes := changedFiles(l.files, files)
 			l.checksum, l.files, l.failed = sum, files, ""
@@ -139,6 +142,33 @@ func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err 
 	l.Log.Error("rule reload failed; keeping the running ruleset", "trigger", trigger, "errors", len(errs),
 		"ruleset", l.Manager.Current().VersionString())
 	return false, err
+}
+
+// emptied refuses a reload in which a file that holds rules of the running
+// set is now empty: most likely a deploy caught half-way (the file
+// truncated before it is written again), which would drop those rules.
+// Deleting the file, or the rules from it, still removes them.
+func emptied(running *Set, srcs []Source) error {
+	if running == nil {
+		return nil
+	}
+	var errs errorList
+	for _, src := range srcs {
+		if len(bytes.TrimSpace(src.Data)) > 0 {
+			continue
+		}
+		n := 0
+		for _, r := range running.Rules {
+			if r.Pos.File == src.Name {
+				n++
+			}
+		}
+		if n > 0 {
+			errs.add(Pos{src.Name, 1, 1}, "", "the file is empty but holds %d rules of the running set: refusing to drop them "+
+				"(delete the file or its rules to remove them; write rule files atomically, by rename)", n)
+		}
+	}
+	return errs.err()
 }
 
 func posString(p Pos) string {

@@ -141,6 +141,18 @@ func TestReloadRecompilesOnlyChangedFiles(t *testing.T) {
 		metric(t, reg, "vigil_rules_reloads_total") != 2 || metric(t, reg, "vigil_rules_last_reload_duration_seconds") <= 0 {
 		t.Error("success not recorded")
 	}
+	// A file caught empty (truncated by a deploy that then writes it) does
+	// not drop its rules; deleting it does.
+	before := m.Current()
+	fsys["r/d.yaml"] = &fstest.MapFile{Data: []byte("\n")}
+	if changed, err := l.Reload(context.Background(), "poll"); err == nil || changed || m.Current() != before ||
+		!strings.Contains(err.Error(), "r/d.yaml:1:1: the file is empty but holds 1 rules of the running set") {
+		t.Fatalf("emptied file: changed %v, %v", changed, err)
+	}
+	delete(fsys, "r/d.yaml")
+	if changed, err := l.Reload(context.Background(), "sighup"); err != nil || !changed || m.Current().Rule("d_0") != nil {
+		t.Fatalf("deleted file: changed %v, %v", changed, err)
+	}
 }
 
 // TestReloadUnderLoad reloads in a loop — valid and invalid rule sets in

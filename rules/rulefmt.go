@@ -416,7 +416,9 @@ func (d *decoder) rule(n *yaml.Node) RuleDef {
 	}
 	var haveWhen, haveScore bool
 	name := r.Name
+	at := map[string]Pos{} // where each key's value is, for the checks below
 	d.mapping(n, "a rule", name, func(key string, k, v *yaml.Node) bool {
+		at[key] = d.pos(v)
 		switch key {
 		case "name":
 			r.Name = d.str(v, "name", "")
@@ -467,11 +469,17 @@ func (d *decoder) rule(n *yaml.Node) RuleDef {
 	if n.Kind != yaml.MappingNode {
 		return r
 	}
+	pos := func(key string) Pos { // the key's value, or the rule when it is absent
+		if p, ok := at[key]; ok {
+			return p
+		}
+		return r.Pos
+	}
 	switch {
 	case r.Name == "":
 		d.errs.add(r.Pos, "", "rule without a name")
 	case !nameRe.MatchString(r.Name) || len(r.Name) > maxIdentLength:
-		d.errs.add(r.Pos, r.Name, "name must be lower-case letters, digits and _, starting with a letter (at most %d)", maxIdentLength)
+		d.errs.add(pos("name"), r.Name, "name must be lower-case letters, digits and _, starting with a letter (at most %d)", maxIdentLength)
 	}
 	switch {
 	case !haveWhen || strings.TrimSpace(r.When) == "":
@@ -486,7 +494,7 @@ func (d *decoder) rule(n *yaml.Node) RuleDef {
 	case "":
 		d.errs.add(r.Pos, name, "action is required (approve, step_up or pause)")
 	default:
-		d.errs.add(r.Pos, name, "unknown action %q (approve, step_up or pause)", r.Action)
+		d.errs.add(pos("action"), name, "unknown action %q (approve, step_up or pause)", r.Action)
 	}
 	if !haveScore {
 		d.errs.add(r.Pos, name, "score is required (0 to 100; 0 for a rule that only acts)")
@@ -495,14 +503,14 @@ func (d *decoder) rule(n *yaml.Node) RuleDef {
 	case r.Reason == "":
 		d.errs.add(r.Pos, name, "reason is required: a stable upper-case code such as CARD_VELOCITY_1H")
 	case !reasonRe.MatchString(r.Reason) || len(r.Reason) > maxIdentLength:
-		d.errs.add(r.Pos, name, "reason %q must be an upper-case code such as CARD_VELOCITY_1H", r.Reason)
+		d.errs.add(pos("reason"), name, "reason %q must be an upper-case code such as CARD_VELOCITY_1H", r.Reason)
 	}
 	switch r.Mode {
 	case "":
 		r.Mode = Active
 	case Active, Shadow:
 	default:
-		d.errs.add(r.Pos, name, "unknown mode %q (active or shadow)", r.Mode)
+		d.errs.add(pos("mode"), name, "unknown mode %q (active or shadow)", r.Mode)
 	}
 	return r
 }
