@@ -1,8 +1,10 @@
 package features
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,6 +111,7 @@ type Definition struct {
 	Delay      time.Duration // label_rate: transactions younger than this are not yet matured
 
 	Pos     Pos
+	namePos Pos // where the name's value is
 	keyPos  map[string]Pos
 	filterP int // index of the compiled filter (set by New)
 }
@@ -176,14 +179,29 @@ var keysByKind = map[Kind][]string{
 var allKeys = []string{"name", "help", "kind", "entity", "aggregate", "field", "fields", "filter", "windows",
 	"resolution", "measure", "from", "to", "location", "min_history", "exact_up_to", "precision", "lookback", "capacity", "delay"}
 
-// Parse decodes and validates a definition file strictly: unknown keys,
-// wrong types and invalid values are errors, all reported at once as
+// Parse decodes and validates a definition file strictly: a second YAML
+// document, unknown or repeated keys, wrong types, invalid values and
+// feature names rules could not read are errors, all reported at once as
 // name:line:col: feature "x": message (an errors.Join of *Error).
 func Parse(name string, data []byte) (*File, error) {
 	p := &parser{file: name}
+	// One YAML document: a second one (after ---) would be ignored.
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	switch err := dec.Decode(&root); {
+	case errors.Is(err, io.EOF):
+		p.errf(Pos{name, 1, 1}, "", "empty file: want a features: list")
+		return nil, p.err()
+	case err != nil:
 		return nil, p.yamlError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, p.yamlError(err)
+		}
+		p.errf(Pos{name, max(extra.Line, 1), max(extra.Column, 1)}, "", "a features file holds one YAML document; found a second one")
+		return nil, p.err()
 	}
 	f := &File{Name: name}
 	if root.Kind == 0 || len(root.Content) == 0 {
@@ -196,11 +214,15 @@ func Parse(name string, data []byte) (*File, error) {
 		return nil, p.err()
 	}
 	var list *yaml.Node
+	var listKey *yaml.Node
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
-		switch k.Value {
-		case "features":
-			list = v
+		switch {
+		case k.Value == "features" && listKey != nil:
+			// A repeated key would silently replace the first list.
+			p.errf(p.pos(k), "", "key %q given twice (first at line %d)", k.Value, listKey.Line)
+		case k.Value == "features":
+			list, listKey = v, k
 		default:
 			p.errf(p.pos(k), "", "unknown key %q (the file has one key, features)", k.Value)
 		}
@@ -228,6 +250,11 @@ func Parse(name string, data []byte) (*File, error) {
 	for i := range f.Features {
 		d := &f.Features[i]
 		for _, o := range d.Outputs() {
+			if why := reservedName(o.Name); why != "" {
+				// Rules read features by name: this one they could not.
+				p.errf(d.namePos, d.Name, "%s is %s: rules could not read this feature; rename it", o.Name, why)
+				continue
+			}
 			if first, dup := seen[o.Name]; dup {
 				p.errf(d.Pos, d.Name, "feature %s is already defined at %s", o.Name, first)
 				continue
@@ -321,6 +348,7 @@ func (p *parser) definition(n *yaml.Node) (Definition, bool) {
 	keyErrs := len(p.errs)
 	if v, ok := vals["name"]; ok {
 		d.Name = p.str(&d, v, "name")
+		d.namePos = p.pos(v)
 		if v.Kind == yaml.ScalarNode && !validName(d.Name) {
 			p.errf(p.pos(v), d.Name, "name must be lower-case letters, digits and _, starting with a letter, at most 64 bytes")
 		}
