@@ -42,7 +42,7 @@ func TestReplayCLI(t *testing.T) {
 	}
 	// The JSON names: a contract for scripts.
 	for _, key := range []string{`"decisions"`, `"approve_rate"`, `"step_up_or_pause"`, `"precision"`, `"recall"`, `"f1"`,
-		`"fraud_hits"`, `"baseline"`, `"transitions"`, `"changes"`, `"events_per_second"`} {
+		`"fraud_hits"`, `"baseline"`, `"transitions"`, `"changes"`, `"events_per_second"`, `"skipped"`, `"repeated"`, `"id_reused"`} {
 		if !strings.Contains(out.String(), key) {
 			t.Errorf("JSON lacks %s", key)
 		}
@@ -80,6 +80,37 @@ func TestReplayCLIProgressAndCSV(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "read 3 transactions and 2 labels") || !strings.Contains(errb.String(), "3/3 events (100%)") {
 		t.Errorf("progress: %s", errb.String())
+	}
+}
+
+// TestReplayCLIRepeatedID: six identical lines are one transaction, as
+// for live scoring (approve, then five replayed answers), not approve 2,
+// pause 4; the JSON and the table say how many were skipped.
+func TestReplayCLIRepeatedID(t *testing.T) {
+	events := filepath.Join(t.TempDir(), "events.jsonl")
+	line := `{"id":"r1","time":"2026-01-01T10:00:00Z","amount":2000,"currency":"EUR","card":{"token":"tok_R"},"merchant":{"id":"m1"}}` + "\n"
+	if err := os.WriteFile(events, []byte(strings.Repeat(line, 6)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"replay", "--quiet", "--events", events, "--rules", filepath.Join(replayFixture, "rules"),
+		"--features", filepath.Join(replayFixture, "features.yaml")}
+	var out, errb bytes.Buffer
+	if code := dispatch(append(args, "--json"), &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var rep replay.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Events != 1 || rep.Decisions.Approve != 1 || rep.Decisions.Pause != 0 || rep.Skipped != (replay.Skipped{Repeated: 5}) {
+		t.Errorf("report %s", out.String())
+	}
+	out.Reset()
+	if code := dispatch(args, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if want := "skipped: 5 repeated ids"; !strings.Contains(out.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, out.String())
 	}
 }
 

@@ -159,7 +159,8 @@ func Run(ctx context.Context, cfg Config, ds *Dataset) (*Report, error) {
 	slices.SortStableFunc(order, func(a, b int) int {
 		return ds.Transactions[a].Event.Time.Compare(ds.Transactions[b].Event.Time)
 	})
-	truth, feed, unmatched := prepareLabels(ds, cfg.LabelDelay)
+	order, skipped := scoreOnce(ds, order)
+	truth, feed, unmatched := prepareLabels(ds, order, cfg.LabelDelay)
 
 	outs := make([]outcome, len(ds.Transactions))
 	nw := cfg.Workers
@@ -240,6 +241,7 @@ func Run(ctx context.Context, cfg Config, ds *Dataset) (*Report, error) {
 	}
 	rep := buildReport(cfg, ds, order, truth, outs, tallies)
 	rep.Labels.Unmatched = unmatched
+	rep.Skipped = skipped
 	rep.Seconds = elapsed.Seconds()
 	if elapsed > 0 {
 		rep.EventsPerSecond = float64(total) / elapsed.Seconds()
@@ -255,13 +257,50 @@ type labelFeed struct {
 	fraud bool
 }
 
-// prepareLabels matches labels to transactions: the truth per transaction
-// and the labels in the order they become known. It returns how many
-// labels name no transaction.
-func prepareLabels(ds *Dataset, delay time.Duration) (truth []bool, feed []labelFeed, unmatched int) {
-	byID := make(map[string]int, len(ds.Transactions))
-	for i, tx := range ds.Transactions {
-		byID[tx.Event.ID] = i
+// scoreOnce drops from order (event-time order) every transaction whose id
+// was scored before, as live scoring does (README, Idempotency): the same
+// id with the same content — time, amount, currency, card, account and
+// merchant, what the engine's content digest covers — gets the first
+// decision back and is counted in no window again; with different content
+// it is refused (409 id_reused). Neither is a new transaction. An empty id
+// (a Dataset built in Go; decoded events always have one) is never
+// matched.
+func scoreOnce(ds *Dataset, order []int) ([]int, Skipped) {
+	var skipped Skipped
+	first := make(map[string]int, len(order))
+	kept := order[:0]
+	for _, i := range order {
+		ev := ds.Transactions[i].Event
+		if ev.ID != "" {
+			if j, seen := first[ev.ID]; seen {
+				if sameContent(ds.Transactions[j].Event, ev) {
+					skipped.Repeated++
+				} else {
+					skipped.IDReused++
+				}
+				continue
+			}
+			first[ev.ID] = i
+		}
+		kept = append(kept, i)
+	}
+	return kept, skipped
+}
+
+// sameContent reports whether two events with the same id are a retry of
+// one transaction: the fields the engine's content digest covers.
+func sameContent(a, b *event.Event) bool {
+	return a.Time.Equal(b.Time) && a.Amount == b.Amount && a.Currency == b.Currency &&
+		a.Card.Token == b.Card.Token && a.Account.ID == b.Account.ID && a.Merchant.ID == b.Merchant.ID
+}
+
+// prepareLabels matches labels to the transactions scored (order): the
+// truth per transaction and the labels in the order they become known. It
+// returns how many labels name no transaction.
+func prepareLabels(ds *Dataset, order []int, delay time.Duration) (truth []bool, feed []labelFeed, unmatched int) {
+	byID := make(map[string]int, len(order))
+	for _, i := range order {
+		byID[ds.Transactions[i].Event.ID] = i
 	}
 	latest := make(map[int]Label, len(ds.Labels))
 	for _, l := range ds.Labels {

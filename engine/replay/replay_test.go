@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fraud/vigil/engine/event"
 	"github.com/vigil-fraud/vigil/features"
 	"github.com/vigil-fraud/vigil/rules"
 )
@@ -266,6 +267,56 @@ func TestWriteTable(t *testing.T) {
 		"e09  2026-01-02T12:30:00Z  step_up   pause    false",
 	} {
 		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "skipped") {
+		t.Errorf("a skipped line without repeated ids:\n%s", b.String())
+	}
+}
+
+// TestRepeatedID: a replay scores an id once, as live scoring does. Six
+// identical lines of card Z are one transaction (live: approve, then five
+// replayed answers that count in no window), a seventh with the id and
+// other content is an id reuse (live: 409), and the card's next two
+// payments are its 2nd and 3rd in the hour: approve, then velocity's pause.
+// Scored six times, the card's count would reach 3 at the third copy
+// (approve 2, pause 4 for the copies alone). A label of the repeated id is
+// the scored transaction's.
+func TestRepeatedID(t *testing.T) {
+	cfg, _ := loadFixture(t)
+	cfg.Baseline = nil
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	tx := func(id string, minute int, amount int64) Transaction {
+		return Transaction{Event: &event.Event{ID: id, Time: at.Add(time.Duration(minute) * time.Minute), Amount: amount,
+			Currency: "EUR", Card: event.Card{Token: "tok_Z"}, Merchant: event.Merchant{ID: "m9"}}}
+	}
+	var txs []Transaction
+	for range 6 {
+		txs = append(txs, tx("z1", 0, 2000))
+	}
+	txs = append(txs, tx("z1", 1, 2500), tx("z2", 2, 3000), tx("z3", 3, 4000))
+	ds := &Dataset{Transactions: txs, Labels: []Label{{EventID: "z1", Fraud: true}}}
+	for _, workers := range []int{1, 3} {
+		cfg.Workers = workers
+		rep, err := Run(context.Background(), cfg, ds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Events != 3 || rep.Skipped != (Skipped{Repeated: 5, IDReused: 1}) {
+			t.Errorf("events %d, skipped %+v; want 3, {5 1}", rep.Events, rep.Skipped)
+		}
+		if d := rep.Decisions; d.Approve != 2 || d.StepUp != 0 || d.Pause != 1 {
+			t.Errorf("decisions %+v; want approve 2, pause 1", d)
+		}
+		if rep.Labels.Labelled != 1 || rep.Labels.Fraud != 1 || rep.Pause.Fraud != 1 {
+			t.Errorf("labels %+v, pause %+v", rep.Labels, rep.Pause)
+		}
+		var b strings.Builder
+		if err := rep.WriteTable(&b); err != nil {
+			t.Fatal(err)
+		}
+		if want := "skipped: 5 repeated ids (same content: the first decision stands, counted once), 1 reused ids"; !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
 	}

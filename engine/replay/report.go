@@ -15,6 +15,9 @@ type Report struct {
 	Seconds         float64 `json:"seconds"`
 	EventsPerSecond float64 `json:"events_per_second"`
 	Labels          Labels  `json:"labels"`
+	// Skipped are the transactions not scored because their id was
+	// scored before; Events does not count them.
+	Skipped Skipped `json:"skipped"`
 	// From and To are the first and last event times.
 	From time.Time `json:"from"`
 	To   time.Time `json:"to"`
@@ -30,6 +33,18 @@ type Labels struct {
 	Labelled  int `json:"labelled"`  // transactions with a label
 	Fraud     int `json:"fraud"`     // of which fraud
 	Unmatched int `json:"unmatched"` // labels naming no replayed transaction
+}
+
+// Skipped counts the transactions of an id already scored, which a replay
+// does not score again, as live scoring does not.
+type Skipped struct {
+	// Repeated have the content of the first (time, amount, currency,
+	// card, account, merchant): live scoring answers the first decision
+	// again ("replayed": true) and counts it in no window.
+	Repeated int `json:"repeated"`
+	// IDReused have other content: live scoring refuses them (409
+	// id_reused).
+	IDReused int `json:"id_reused"`
 }
 
 // Outcome is what one ruleset decided.
@@ -224,13 +239,13 @@ func buildReport(cfg Config, ds *Dataset, order []int, truth []bool, outs []outc
 	}
 	rep.Labels.Labelled = labelledCount(ds)
 	pick := func(o outcome) rules.Action { return o.decision }
-	rep.Outcome = outcomeOf(cfg.Rules, 0, ds, truth, outs, tallies, pick)
-	rep.Groups = groupsOf(ds, truth, outs, pick)
+	rep.Outcome = outcomeOf(cfg.Rules, 0, order, truth, outs, tallies, pick)
+	rep.Groups = groupsOf(ds, order, truth, outs, pick)
 	if cfg.Baseline != nil {
 		pickBase := func(o outcome) rules.Action { return o.baseline }
 		b := &Baseline{Ruleset: cfg.Baseline.VersionString(),
-			Outcome: outcomeOf(cfg.Baseline, 1, ds, truth, outs, tallies, pickBase),
-			Groups:  groupsOf(ds, truth, outs, pickBase)}
+			Outcome: outcomeOf(cfg.Baseline, 1, order, truth, outs, tallies, pickBase),
+			Groups:  groupsOf(ds, order, truth, outs, pickBase)}
 		trans := map[[2]rules.Action]*Transition{}
 		for _, i := range order {
 			o := outs[i]
@@ -285,12 +300,13 @@ func labelledCount(ds *Dataset) int {
 	return n
 }
 
-func outcomeOf(set *rules.Set, k int, ds *Dataset, truth []bool, outs []outcome, tallies []*tally, pick func(outcome) rules.Action) Outcome {
+// outcomeOf counts the decisions of the transactions scored (order).
+func outcomeOf(set *rules.Set, k int, order []int, truth []bool, outs []outcome, tallies []*tally, pick func(outcome) rules.Action) Outcome {
 	var o Outcome
-	n := len(outs)
+	n := len(order)
 	fraud, pauses, pauseTP, flagged, flaggedTP := 0, 0, 0, 0, 0
-	for i, out := range outs {
-		d := pick(out)
+	for _, i := range order {
+		d := pick(outs[i])
 		switch d {
 		case rules.Pause:
 			o.Decisions.Pause++
@@ -344,10 +360,11 @@ func outcomeOf(set *rules.Set, k int, ds *Dataset, truth []bool, outs []outcome,
 	return o
 }
 
-func groupsOf(ds *Dataset, truth []bool, outs []outcome, pick func(outcome) rules.Action) []Group {
+func groupsOf(ds *Dataset, order []int, truth []bool, outs []outcome, pick func(outcome) rules.Action) []Group {
 	type acc struct{ events, fraud, stepUp, pause, pauseTP, flaggedTP int }
 	by := map[string]*acc{}
-	for i, tx := range ds.Transactions {
+	for _, i := range order {
+		tx := ds.Transactions[i]
 		if tx.Group == "" {
 			continue
 		}

@@ -19,7 +19,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Labels.Unmatched > 0 {
 		p("; %d labels name no replayed transaction", r.Labels.Unmatched)
 	}
-	p("\n\n")
+	p("\n")
+	if sk := r.Skipped; sk.Repeated > 0 || sk.IDReused > 0 {
+		// As live scoring: a repeated id is decided once.
+		p("skipped: %d repeated ids (same content: the first decision stands, counted once), %d reused ids (other content: live scoring refuses them, 409 id_reused)\n",
+			sk.Repeated, sk.IDReused)
+	}
+	p("\n")
 	writeOutcome(p, &r.Outcome, r.Events)
 	writeGroups(p, r.Groups)
 	if b := r.Baseline; b != nil {
