@@ -96,6 +96,10 @@ func TestFiltersReadEventsAsRules(t *testing.T) {
 		`any(["pos", "atm"], # != channel)`,
 		`channel == "" or channel != ""`,
 		`card.country contains "R" ? true : merchant.mcc != "5411"`,
+		`let a = card.country; let b = merchant.country; a != b`,
+		`(has(channel) ? channel : card.country) != "pos"`,
+		`(channel ?? "none") == "none"`,
+		`(card.country ?? merchant.country) != "FR"`,
 	}
 	var defs, whens strings.Builder
 	defs.WriteString("features:\n")

@@ -385,7 +385,7 @@ func compileRule(def RuleDef, env *compileEnv) (r *Rule, err error) {
 	if perr != nil {
 		return nil, exprErr(perr)
 	}
-	res := &resolver{schema: env.schema, lists: env.lists, features: map[string]bool{}, fields: map[string]bool{}}
+	res := newResolver(env.schema, env.lists)
 	res.node(&tree.Node)
 	if len(res.errs) > 0 {
 		var errs errorList

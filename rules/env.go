@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigil-fraud/vigil/engine/event"
 	"github.com/vigil-fraud/vigil/features"
+	"github.com/vigil-fraud/vigil/rules/presence"
 )
 
 // Env is what a rule's `when` expression sees: the event's fields under
@@ -65,6 +66,17 @@ func (f *eventField) present(e *Env) bool {
 		return !f.tm(e).IsZero()
 	}
 	return true
+}
+
+// presenceKind is the field's kind for its presence test.
+func (f *eventField) presenceKind() presence.Kind {
+	switch f.kind {
+	case kindString:
+		return presence.String
+	case kindTime:
+		return presence.Time
+	}
+	return presence.Number
 }
 
 // value returns the field's value for explain output (nil when missing).

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/expr-lang/expr/ast"
+
+	"github.com/vigil-fraud/vigil/rules/presence"
 )
 
 // Lowering compiles the boolean subexpressions that only read typed
@@ -170,7 +172,7 @@ func field(n ast.Node) (*eventField, bool) {
 	default:
 		return nil, false
 	}
-	_, path, ok := memberPath(n)
+	_, path, ok := presence.Path(n)
 	if !ok {
 		return nil, false
 	}
