@@ -49,9 +49,10 @@ type Record struct {
 	Ignored   []string // shadow and out-of-rollout hits
 	LatencyUS int64
 
-	// FeatureNames and FeatureValues are the features the ruleset reads
-	// (parallel slices). Bools are 0/1; strings are in FeatureStrings;
-	// a missing number is NaN.
+	// FeatureNames and FeatureValues are the number and boolean features
+	// the ruleset reads (parallel slices): bools are 0/1, a missing value
+	// is NaN. FeatureStrings holds the string features it reads that have
+	// a value; they are never in FeatureNames.
 	FeatureNames   []string
 	FeatureValues  []float64
 	FeatureStrings map[string]string
@@ -90,11 +91,13 @@ type Sink interface {
 // once per ruleset: the feature slots its rules read, its version string
 // and its rules' hit counters.
 type readSet struct {
-	set     *rules.Set
-	names   []string
-	slots   []int
-	version string
-	hits    map[string]ruleCounters // nil without metrics
+	set      *rules.Set
+	names    []string // number and boolean features: FeatureNames
+	slots    []int    // their slots, parallel to names
+	strNames []string // string features: FeatureStrings when they have a value
+	strSlots []int    // their slots, parallel to strNames
+	version  string
+	hits     map[string]ruleCounters // nil without metrics
 }
 
 // newReadSet computes the read set of a ruleset; m may be nil (no
@@ -110,8 +113,15 @@ func newReadSet(set *rules.Set, m *Metrics) *readSet {
 			if seen[f] || set.Schema == nil {
 				continue
 			}
-			if i, ok := set.Schema.Lookup(f); ok {
-				seen[f] = true
+			i, ok := set.Schema.Lookup(f)
+			if !ok {
+				continue
+			}
+			seen[f] = true
+			if set.Schema.Fields[i].Type == features.String {
+				rs.strNames = append(rs.strNames, f)
+				rs.strSlots = append(rs.strSlots, i)
+			} else {
 				rs.names = append(rs.names, f)
 				rs.slots = append(rs.slots, i)
 			}
@@ -153,20 +163,21 @@ func (rs *readSet) record(ev *event.Event, d *Decision, res *rules.Result, v *fe
 			default:
 				r.FeatureValues[i] = 0 // the slice is reused: set every value
 			}
-		case features.String:
-			r.FeatureValues[i] = nan
-			if v.Has[slot] {
-				if r.FeatureStrings == nil {
-					if r.strBuf == nil {
-						r.strBuf = map[string]string{}
-					}
-					r.FeatureStrings = r.strBuf
-				}
-				r.FeatureStrings[rs.names[i]] = v.Str[slot]
-			}
 		default:
 			r.FeatureValues[i] = v.Num[slot]
 		}
+	}
+	for i, slot := range rs.strSlots {
+		if !v.Has[slot] {
+			continue
+		}
+		if r.FeatureStrings == nil {
+			if r.strBuf == nil {
+				r.strBuf = map[string]string{}
+			}
+			r.FeatureStrings = r.strBuf
+		}
+		r.FeatureStrings[rs.strNames[i]] = v.Str[slot]
 	}
 	return r
 }

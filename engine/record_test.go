@@ -205,3 +205,54 @@ func TestAPIAnswersBeforeTheSignal(t *testing.T) {
 		t.Errorf("record %+v for decision %+v", r, d)
 	}
 }
+
+// Number and boolean features go to FeatureNames/FeatureValues, string
+// features only to FeatureStrings (when they have a value): a string is
+// never stored as a NaN number.
+func TestRecordSeparatesStringFeatures(t *testing.T) {
+	const src = `
+rules:
+  - {name: fp, when: "device_fingerprint == \"fp_x\"", action: step_up, score: 10, reason: FP}
+  - {name: geo, when: "ip_country == \"IR\"", action: step_up, score: 10, reason: GEO}
+  - {name: velocity, when: "card_count_10m > 5 or account_new_device", action: step_up, score: 10, reason: VEL}
+`
+	fe := newTestFeatures(t)
+	set, err := rules.Compile([]rules.Source{{Name: "mixed.yaml", Data: []byte(src)}}, fe.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	e, err := New(fe, rules.NewManager(set), Options{Sink: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{
+		`{"id":"m1","time":"2026-11-22T10:00:00Z","amount":100,"currency":"USD","card":{"token":"tok_m"},"account":{"id":"acct_m"},"device":{"id":"dev_m","fingerprint":"fp_x"}}`,
+		`{"id":"m2","time":"2026-11-22T10:01:00Z","amount":100,"currency":"USD","card":{"token":"tok_m"}}`,
+	} {
+		if _, err := e.Score(context.Background(), mustEvent(t, body), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sink.recs) != 2 {
+		t.Fatalf("%d records", len(sink.recs))
+	}
+	tests := []struct {
+		name    string
+		r       *Record
+		strings map[string]string
+	}{
+		{"fingerprint sent", sink.recs[0], map[string]string{"device_fingerprint": "fp_x"}},
+		{"no device", sink.recs[1], nil}, // ip_country is missing too (no geo database)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !slices.Equal(tt.r.FeatureNames, []string{"account_new_device", "card_count_10m"}) || len(tt.r.FeatureValues) != 2 {
+				t.Errorf("FeatureNames %v values %v, want the number and boolean features only", tt.r.FeatureNames, tt.r.FeatureValues)
+			}
+			if len(tt.r.FeatureStrings) != len(tt.strings) || (len(tt.strings) > 0 && !maps.Equal(tt.r.FeatureStrings, tt.strings)) {
+				t.Errorf("FeatureStrings %v, want %v", tt.r.FeatureStrings, tt.strings)
+			}
+		})
+	}
+}

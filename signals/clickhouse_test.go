@@ -3,8 +3,11 @@ package signals
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,5 +216,48 @@ func TestInsertSpansBlocks(t *testing.T) {
 			AND length(feature_str_names) = (i % 4 = 0) AND length(feature_str_values) = (i % 4 = 0))`)
 	if bad != 0 {
 		t.Errorf("%d rows differ from their records", bad)
+	}
+}
+
+// On a fresh database the writer applies the migrations at start-up, with
+// no signal scored yet: labels are stored and retention can run. Labels
+// sent before the writer got there apply them themselves.
+func TestSchemaPreparedBeforeFirstSignal(t *testing.T) {
+	body := `{"labels":[{"event_id":"tx_1","label":"chargeback"}]}`
+	post := func(w *Writer) int {
+		rec := httptest.NewRecorder()
+		LabelsHandler(w)(rec, httptest.NewRequest(http.MethodPost, "/v1/labels", strings.NewReader(body)))
+		return rec.Code
+	}
+	tests := []struct {
+		name string
+		run  bool
+	}{
+		{"at start-up", true},
+		{"labels first", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, conn := testClickHouse(t)
+			w, err := NewWriter(cfg, quietLog(), prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { w.Close() }) // after startWriter's stop
+			db := quoteIdent(cfg.Database)
+			if tt.run {
+				startWriter(t, w)
+				waitFor(t, 30*time.Second, "the migrations", func() bool {
+					return countNow(conn, "SELECT count() FROM "+db+".schema_migrations") >= uint64(LatestVersion())
+				})
+				waitFor(t, 5*time.Second, "the layout", w.schemaReady)
+			}
+			if code := post(w); code != http.StatusOK {
+				t.Fatalf("POST /v1/labels on a fresh database: %d, want 200", code)
+			}
+			if n := queryUint(t, conn, "SELECT count() FROM "+db+".labels"); n != 1 {
+				t.Errorf("%d labels stored", n)
+			}
+		})
 	}
 }

@@ -104,7 +104,7 @@ type QueueConfig struct {
 	MemoryBatches int `yaml:"memory_batches"`
 	// DrainTimeout bounds, at shutdown, how long queued rows are still sent
 	// to ClickHouse; what remains is spilled to disk and sent at the next
-	// start. Default 5s.
+	// start. A connection under way can add up to DialTimeout. Default 5s.
 	DrainTimeout engine.Duration `yaml:"drain_timeout"`
 }
 

@@ -42,7 +42,19 @@ func newCHInserter(conn driver.Conn, cfg Config, log *slog.Logger) *chInserter {
 	return &chInserter{conn: conn, db: cfg.Database, migrate: cfg.Migrate, log: log}
 }
 
-// prepare migrates (if configured) and detects the table's layout.
+// Prepare migrates (if configured) and detects the table's layout, unless
+// that is done already; safe alongside Insert.
+func (c *chInserter) Prepare(ctx context.Context) error {
+	if c.ready.Load() {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.prepare(ctx)
+}
+
+// prepare migrates (if configured) and detects the table's layout; c.mu
+// held.
 func (c *chInserter) prepare(ctx context.Context) error {
 	if c.ready.Load() {
 		return nil

@@ -25,7 +25,7 @@ type Label struct {
 	// Label is chargeback, confirmed_fraud, false_positive or legitimate.
 	Label string `json:"label"`
 	// LabelledAt is when the outcome was established; default: when vigil
-	// receives it. At most 1 h ahead of vigil's clock.
+	// receives it. From 2000-01-01, at most 1 h ahead of vigil's clock.
 	LabelledAt time.Time `json:"labelled_at,omitzero"`
 	// Source says where the label comes from (a chargeback feed, a case
 	// tool); optional, ≤ 128 bytes.
@@ -43,6 +43,24 @@ const (
 type LabelsRequest struct {
 	Labels []Label `json:"labels"`
 }
+
+// labelsBody is a LabelsRequest as decoded: a label's time is nil when
+// absent, so that an explicit zero time is refused rather than defaulted.
+type labelsBody struct {
+	Labels []labelJSON `json:"labels"`
+}
+
+type labelJSON struct {
+	EventID    string     `json:"event_id"`
+	Label      string     `json:"label"`
+	LabelledAt *time.Time `json:"labelled_at"`
+	Source     string     `json:"source"`
+}
+
+// minLabelledAt is the earliest labelled_at accepted, as for event times:
+// an older one would wrap in an 18.16 DateTime (seconds since 1970 as
+// UInt32) and then always win "latest label".
+var minLabelledAt = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // LabelsError is the error of a refused labels request: every problem
 // found, each with its JSON path, and whether a card number was among them
@@ -72,7 +90,7 @@ const panReason = "looks like a card number; send the transaction's id, never a 
 func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
-	var req LabelsRequest
+	var req labelsBody
 	if err := d.Decode(&req); err != nil {
 		if event.ContainsPAN(string(data)) { // anywhere, a key included: never echoed
 			return nil, &LabelsError{PAN: true, Fields: []event.FieldError{{Reason: "the body holds what looks like a card number; send transaction ids, never card numbers"}}}
@@ -90,8 +108,10 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 	}
 	e := &LabelsError{}
 	more := 0
-	for i := range req.Labels {
-		l := &req.Labels[i]
+	labels := make([]Label, len(req.Labels))
+	for i, in := range req.Labels {
+		l := &labels[i]
+		*l = Label{EventID: in.EventID, Label: in.Label, Source: in.Source}
 		at := func(field, reason string) {
 			if len(e.Fields) == maxLabelProblems {
 				more++
@@ -116,12 +136,16 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 				at("label", "must be one of "+strings.Join(Labels, ", "))
 			}
 		}
-		if l.LabelledAt.IsZero() {
-			l.LabelledAt = now
-		} else if l.LabelledAt.After(now.Add(time.Hour)) {
+		switch {
+		case in.LabelledAt == nil:
+			l.LabelledAt = now.UTC()
+		case in.LabelledAt.Before(minLabelledAt):
+			at("labelled_at", "before 2000-01-01")
+		case in.LabelledAt.After(now.Add(time.Hour)):
 			at("labelled_at", "more than 1h in the future")
+		default:
+			l.LabelledAt = in.LabelledAt.UTC()
 		}
-		l.LabelledAt = l.LabelledAt.UTC()
 		switch {
 		case event.ContainsPAN(l.Source):
 			e.PAN = true
@@ -136,7 +160,7 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 	if len(e.Fields) > 0 {
 		return nil, e
 	}
-	return req.Labels, nil
+	return labels, nil
 }
 
 // labelsShapeError words a JSON decoding error for the author of the
@@ -153,7 +177,7 @@ func labelsShapeError(data []byte, err error) *LabelsError {
 		for i, raw := range outer.Labels {
 			d := json.NewDecoder(bytes.NewReader(raw))
 			d.DisallowUnknownFields()
-			var l Label
+			var l labelJSON
 			if lerr := d.Decode(&l); lerr != nil {
 				return shapeProblem(fmt.Sprintf("labels[%d]", i), lerr)
 			}
@@ -229,6 +253,11 @@ func (w *Writer) InsertLabels(ctx context.Context, labels []Label) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(w.cfg.InsertTimeout))
 	defer cancel()
+	if w.prep != nil { // the labels table may not exist yet
+		if err := w.prep(ctx); err != nil {
+			return err
+		}
+	}
 	if err := w.storeAndFeed(ctx, labels); err != nil {
 		return err
 	}

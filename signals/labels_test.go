@@ -21,12 +21,16 @@ func TestDecodeLabels(t *testing.T) {
 		name, body, wantErr string
 	}{
 		{"ok", `{"labels":[{"event_id":"tx_1","label":"chargeback"},{"event_id":"tx_2","label":"false_positive","labelled_at":"2026-11-01T00:00:00Z","source":"review"}]}`, ""},
+		{"ok from 2000", `{"labels":[{"event_id":"tx_1","label":"chargeback","labelled_at":null},{"event_id":"tx_2","label":"false_positive","labelled_at":"2000-01-01T01:00:00+01:00","source":"review"}]}`, ""},
 		{"unknown label", `{"labels":[{"event_id":"tx_1","label":"fraud"}]}`, "labels[0].label: must be one of"},
 		{"missing id", `{"labels":[{"label":"chargeback"}]}`, "labels[0].event_id: required"},
 		{"id with space", `{"labels":[{"event_id":"a b","label":"chargeback"}]}`, "printable ASCII"},
 		{"card number", `{"labels":[{"event_id":"4111111111111111","label":"chargeback"}]}`, "looks like a card number"},
 		{"card number in source", `{"labels":[{"event_id":"x","label":"chargeback","source":"pan 4111 1111 1111 1111"}]}`, "source: looks like a card number"},
 		{"future", `{"labels":[{"event_id":"x","label":"chargeback","labelled_at":"2026-12-01T00:00:00Z"}]}`, "future"},
+		{"before 2000", `{"labels":[{"event_id":"x","label":"chargeback","labelled_at":"1999-12-31T23:59:59Z"}]}`, "labels[0].labelled_at: before 2000-01-01"},
+		{"before 1970", `{"labels":[{"event_id":"x","label":"chargeback"},{"event_id":"y","label":"chargeback","labelled_at":"1969-07-20T20:17:00Z"}]}`, "labels[1].labelled_at: before 2000-01-01"},
+		{"zero time", `{"labels":[{"event_id":"x","label":"chargeback","labelled_at":"0001-01-01T00:00:00Z"}]}`, "labels[0].labelled_at: before 2000-01-01"},
 		{"unknown field", `{"labels":[{"event_id":"x","label":"chargeback","amount":3}]}`, "unknown field"},
 		{"empty", `{"labels":[]}`, "empty"},
 		{"trailing", `{"labels":[{"event_id":"x","label":"chargeback"}]} {}`, "after the JSON"},

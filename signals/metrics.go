@@ -52,9 +52,9 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 	m.spilledRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_spilled_rows_total", Help: "Signals written to the disk spill."})
 	m.spilledBytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_spilled_bytes_total", Help: "Bytes written to the disk spill."})
 	m.spillBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_signals_spill_bytes", Help: "Bytes on disk in the spill, waiting to be replayed."})
-	m.spillRows = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_signals_spill_rows", Help: "Signals in the disk spill (including a replayed prefix of the first segment)."})
+	m.spillRows = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_signals_spill_rows", Help: "Signals in the disk spill not replayed yet."})
 	m.spillSegments = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_signals_spill_segments", Help: "Segment files in the disk spill."})
-	m.spillFull = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_signals_spill_full", Help: "1 while the disk spill budget is exhausted and signals are being dropped."})
+	m.spillFull = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_signals_spill_full", Help: "1 while the disk spill budget is exhausted: signals are dropped, or old segments deleted for room (drop_oldest), until a replay frees room."})
 	m.replayedRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_signals_replayed_rows_total", Help: "Signals replayed from the disk spill into ClickHouse."})
 	m.droppedRows = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_signals_dropped_rows_total", Help: "Signals lost, by reason (queue_full, spill_full, spill_error, corrupt, closed). Alert on any increase."}, []string{"reason"})
 	m.drops = map[string]prometheus.Counter{}

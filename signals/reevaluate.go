@@ -54,7 +54,8 @@ func StoredFeatures(ctx context.Context, conn driver.Conn, db string, opt TuneOp
 
 // CandidateSchema rebuilds a feature schema for re-evaluation: the types of
 // the feature definitions (base; may be nil), plus every stored feature
-// they do not define (number, or string when stored as a string).
+// they do not define: a string when stored as a string (also if older rows
+// list it among the numbers, as NaN), else a number.
 func CandidateSchema(base *features.Schema, storedNums, storedStrs []string) (*features.Schema, error) {
 	var fields []features.Field
 	seen := map[string]bool{}
@@ -64,15 +65,15 @@ func CandidateSchema(base *features.Schema, storedNums, storedStrs []string) (*f
 			seen[f.Name] = true
 		}
 	}
-	for _, n := range storedNums {
-		if !seen[n] {
-			fields = append(fields, features.Field{Name: n, Type: features.Number})
-			seen[n] = true
-		}
-	}
 	for _, n := range storedStrs {
 		if !seen[n] {
 			fields = append(fields, features.Field{Name: n, Type: features.String})
+			seen[n] = true
+		}
+	}
+	for _, n := range storedNums {
+		if !seen[n] {
+			fields = append(fields, features.Field{Name: n, Type: features.Number})
 			seen[n] = true
 		}
 	}

@@ -52,7 +52,10 @@ type segment struct {
 	seq      uint64
 	size     int64
 	rows     int64
-	replayed int64 // rows committed by this process
+	replayed int64 // rows before the replay cursor (head only)
+	// reported is the offset up to which damage was counted and logged: a
+	// read that fails to insert reads the same frames again.
+	reported int64
 }
 
 func (s *segment) name() string { return fmt.Sprintf("%020d.seg", s.seq) }
@@ -86,12 +89,12 @@ func openSpill(cfg SpillConfig, log *slog.Logger, m *metrics) (*spill, error) {
 	}
 	slices.SortFunc(s.segs, func(a, b *segment) int { return cmpUint(a.seq, b.seq) })
 	s.cursor = s.readCursor()
+	if s.cursor > 0 {
+		head := s.segs[0]
+		head.replayed = framesBefore(filepath.Join(cfg.Dir, head.name()), s.cursor)
+	}
 	if len(s.segs) > 0 {
-		var rows int64
-		for _, g := range s.segs {
-			rows += g.rows
-		}
-		log.Info("signals spill: segments left by a previous run will be replayed", "dir", cfg.Dir, "segments", len(s.segs), "bytes", s.total, "rows", rows)
+		log.Info("signals spill: segments left by a previous run will be replayed", "dir", cfg.Dir, "segments", len(s.segs), "bytes", s.total, "rows", s.waiting())
 	}
 	s.updateGauges()
 	return s, nil
@@ -118,14 +121,32 @@ func scanSegment(path string) (size, rows int64, err error) {
 	if !strings.HasPrefix(string(data), segmentMagic) {
 		return size, 0, errors.New("no segment header")
 	}
-	rest := data[len(segmentMagic):]
+	rows, err = countFrames(data[len(segmentMagic):])
+	return size, rows, err
+}
+
+// countFrames counts the frames of a segment's data after its header, up
+// to the first unreadable one. A frame with a bad checksum counts: it is a
+// row lost when read.
+func countFrames(rest []byte) (n int64, err error) {
 	for len(rest) > 0 {
 		if _, rest, err = readFrame(rest); err != nil && err != errBadChecksum {
-			return size, rows, err
+			return n, err
 		}
-		rows++ // a frame with a bad checksum is a row lost when read
+		n++
 	}
-	return size, rows, nil
+	return n, nil
+}
+
+// framesBefore counts the frames of a segment file that end at or before
+// off: the rows a saved replay position has already sent.
+func framesBefore(path string, off int64) int64 {
+	data, err := os.ReadFile(path)
+	if err != nil || !strings.HasPrefix(string(data), segmentMagic) {
+		return 0
+	}
+	n, _ := countFrames(data[len(segmentMagic):min(off, int64(len(data)))])
+	return n
 }
 
 // pending reports whether the spill holds segments.
@@ -135,7 +156,8 @@ func (s *spill) pending() bool {
 	return len(s.segs) > 0
 }
 
-// isFull reports whether the budget was exhausted at the last append.
+// isFull reports whether the budget is exhausted: records were dropped or
+// segments deleted for room since the last replay that freed some.
 func (s *spill) isFull() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,9 +168,14 @@ func (s *spill) isFull() bool {
 func (s *spill) rows() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.waiting()
+}
+
+// waiting counts the rows not replayed yet (s.mu held).
+func (s *spill) waiting() int64 {
 	var n int64
 	for _, g := range s.segs {
-		n += g.rows
+		n += g.rows - g.replayed
 	}
 	return n
 }
@@ -163,9 +190,12 @@ func (s *spill) encode(recs []*engine.Record) []byte {
 }
 
 // makeRoom applies the full policy for n more bytes; false when the
-// records must be dropped.
+// records must be dropped. Either way the spill is full from then on,
+// while new records are dropped or old segments deleted for them, until a
+// replay frees room (dropHead).
 func (s *spill) makeRoom(n int64) bool {
 	for s.total+n > s.maxBytes {
+		s.setFull(true)
 		if s.policy != DropOldest || len(s.segs) == 0 || (len(s.segs) == 1 && s.cur != nil) {
 			return false
 		}
@@ -174,7 +204,7 @@ func (s *spill) makeRoom(n int64) bool {
 			s.log.Error("signals spill: cannot delete the oldest segment", "segment", old.name(), "err", err)
 			return false
 		}
-		lost := old.rows - s.replayedRows(old)
+		lost := old.rows - old.replayed
 		s.m.dropped(reasonSpillFull, lost)
 		s.log.Error("signals spill full: deleted the oldest segment (policy drop_oldest)", "segment", old.name(), "rows_lost", lost, "max_bytes", s.maxBytes)
 		s.total -= old.size
@@ -183,15 +213,6 @@ func (s *spill) makeRoom(n int64) bool {
 		s.removeCursor()
 	}
 	return true
-}
-
-// replayedRows estimates the rows of the head segment already replayed
-// (none for any other).
-func (s *spill) replayedRows(g *segment) int64 {
-	if len(s.segs) == 0 || s.segs[0] != g || s.cursor == 0 || g.size == 0 {
-		return 0
-	}
-	return g.rows * s.cursor / g.size
 }
 
 // append writes recs at the tail, in order, as one write. With the budget
@@ -209,10 +230,8 @@ func (s *spill) append(recs []*engine.Record) error {
 		n += int64(len(segmentMagic))
 	}
 	if !s.makeRoom(n) {
-		s.setFull(true)
 		return errSpillFull
 	}
-	s.setFull(false)
 	if s.cur == nil || s.segs[len(s.segs)-1].size+int64(len(data)) > s.segBytes {
 		var next uint64 = firstSeq
 		if len(s.segs) > 0 {
@@ -245,7 +264,6 @@ func (s *spill) prepend(recs []*engine.Record) error {
 	defer s.mu.Unlock()
 	data := s.encode(recs)
 	if !s.makeRoom(int64(len(data) + len(segmentMagic))) {
-		s.setFull(true)
 		return errSpillFull
 	}
 	var seq uint64 = firstSeq
@@ -257,7 +275,9 @@ func (s *spill) prepend(recs []*engine.Record) error {
 		// offset is forgotten, and its replayed prefix is sent again (the
 		// table deduplicates by event id).
 		s.cursor = 0
+		s.segs[0].replayed = 0
 		s.removeCursor()
+		s.updateGauges()
 	}
 	path := filepath.Join(s.dir, (&segment{seq: seq}).name())
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -360,7 +380,7 @@ func (s *spill) read(max int) ([]*engine.Record, position, error) {
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			s.log.Error("signals spill: segment vanished", "segment", head.name())
-			s.dropHead(head.rows)
+			s.dropHead(head.rows - head.replayed)
 			return nil, position{seq: head.seq, end: true}, nil
 		}
 		return nil, position{}, fmt.Errorf("signals spill: %w", err)
@@ -412,8 +432,11 @@ func (s *spill) read(max int) ([]*engine.Record, position, error) {
 			r, err = s.dec.decode(p)
 		}
 		if err != nil { // the length was sane: skip just this frame
-			s.log.Error("signals spill: damaged record skipped", "segment", head.name(), "offset", pos.offset, "err", err)
-			s.m.dropped(reasonCorrupt, 1)
+			if pos.offset >= head.reported {
+				head.reported = pos.offset + 1
+				s.log.Error("signals spill: damaged record skipped", "segment", head.name(), "offset", pos.offset, "err", err)
+				s.m.dropped(reasonCorrupt, 1)
+			}
 			skipped++
 		} else {
 			recs = append(recs, r)
@@ -435,8 +458,13 @@ func max64(a, b int64) int64 {
 }
 
 // corrupt logs and counts a damaged segment tail (read records were read
-// before it in this pass).
+// before it in this pass), once: the read is repeated until its records
+// are inserted.
 func (s *spill) corrupt(g *segment, off int64, err error, read int) {
+	if off < g.reported {
+		return
+	}
+	g.reported = off + 1
 	lost := max64(g.rows-g.replayed-int64(read), 1)
 	s.log.Error("signals spill: damaged record, the rest of the segment is dropped", "segment", g.name(), "offset", off, "rows_lost", lost, "err", err)
 	s.m.dropped(reasonCorrupt, lost)
@@ -456,6 +484,7 @@ func (s *spill) commit(pos position) {
 	s.segs[0].replayed += int64(pos.rows)
 	s.cursor = pos.offset
 	s.writeCursor()
+	s.updateGauges()
 }
 
 // dropHead deletes the head segment (lost rows are counted by callers).
@@ -483,7 +512,10 @@ func (s *spill) dropHead(lost int64) {
 func (s *spill) setFull(v bool) {
 	if v != s.full {
 		s.full = v
-		if v {
+		switch {
+		case v && s.policy == DropOldest:
+			s.log.Error("signals spill full: the oldest signals are deleted for room until ClickHouse catches up (policy drop_oldest)", "dir", s.dir, "max_bytes", s.maxBytes)
+		case v:
 			s.log.Error("signals spill full: new signals are dropped until ClickHouse catches up (policy drop_newest)", "dir", s.dir, "max_bytes", s.maxBytes)
 		}
 	}
@@ -525,11 +557,7 @@ func (s *spill) writeCursor() {
 func (s *spill) removeCursor() { os.Remove(s.cursorPath()) }
 
 func (s *spill) updateGauges() {
-	var rows int64
-	for _, g := range s.segs {
-		rows += g.rows
-	}
-	s.m.spillState(s.total, rows, len(s.segs))
+	s.m.spillState(s.total, s.waiting(), len(s.segs))
 }
 
 // close closes the tail segment.

@@ -1,10 +1,13 @@
 package signals
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -14,8 +17,13 @@ import (
 
 func newTestSpill(t *testing.T, cfg SpillConfig) (*spill, *metrics) {
 	t.Helper()
+	return newLoggedSpill(t, cfg, quietLog())
+}
+
+func newLoggedSpill(t *testing.T, cfg SpillConfig, log *slog.Logger) (*spill, *metrics) {
+	t.Helper()
 	m := newMetrics(nil, func() float64 { return 0 })
-	s, err := openSpill(cfg, quietLog(), m)
+	s, err := openSpill(cfg, log, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +174,7 @@ func TestSpillBudget(t *testing.T) {
 		wantHead string // first id replayed
 	}{
 		{DropNewest, true, "tx_000000"},
-		{DropOldest, false, "tx_000010"},
+		{DropOldest, false, "tx_000010"}, // full too: it deletes signals for room
 	}
 	for _, tt := range tests {
 		t.Run(tt.policy, func(t *testing.T) {
@@ -184,8 +192,8 @@ func TestSpillBudget(t *testing.T) {
 			if got := errors.Is(err, errSpillFull); got != tt.wantErr {
 				t.Fatalf("third append: %v", err)
 			}
-			if full := testutil.ToFloat64(m.spillFull); (full == 1) != tt.wantErr {
-				t.Errorf("spill_full gauge %v", full)
+			if full := testutil.ToFloat64(m.spillFull); full != 1 || !s.isFull() {
+				t.Errorf("spill_full gauge %v after the budget was exhausted, want 1", full)
 			}
 			if n := testutil.ToFloat64(m.drops[reasonSpillFull]); tt.policy == DropOldest && n != 10 {
 				t.Errorf("drop_oldest counted %v dropped rows, want 10", n)
@@ -193,6 +201,15 @@ func TestSpillBudget(t *testing.T) {
 			got := readAll(t, s, 100)
 			if got[0] != tt.wantHead || len(got) != 20 {
 				t.Errorf("replayed %d from %s, want 20 from %s", len(got), got[0], tt.wantHead)
+			}
+			if full := testutil.ToFloat64(m.spillFull); full != 0 || s.isFull() {
+				t.Errorf("spill_full gauge %v once replayed, want 0", full)
+			}
+			if err := s.append(records(30, 40)); err != nil { // room without evicting
+				t.Fatal(err)
+			}
+			if full := testutil.ToFloat64(m.spillFull); full != 0 {
+				t.Errorf("spill_full gauge %v after an append with room, want 0", full)
 			}
 		})
 	}
@@ -208,5 +225,91 @@ func TestSpillPrependGoesFirst(t *testing.T) {
 	want := append(ids(records(0, 5)), ids(records(100, 110))...)
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %v\nwant %v", got, want)
+	}
+}
+
+// A damaged record is counted and logged once, however often its batch is
+// read again while ClickHouse refuses the replay.
+func TestSpillCorruptionCountedOnce(t *testing.T) {
+	one := len(appendFrame(nil, testRecord(0)))
+	tests := []struct {
+		name   string
+		damage func(data []byte) []byte
+		want   []string // ids replayed
+		lost   float64
+	}{
+		{"bad checksum", func(data []byte) []byte {
+			data[len(segmentMagic)+one*3+frameHeader+5] ^= 0x40 // inside the 4th record
+			return data
+		}, append(ids(records(0, 3)), ids(records(4, 10))...), 1},
+		{"torn tail", func(data []byte) []byte {
+			return data[:len(data)-one/2] // half of the 10th record
+		}, ids(records(0, 9)), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := spillCfg(t)
+			cfg.SegmentBytes = 1 << 20
+			s, _ := newTestSpill(t, cfg)
+			if err := s.append(records(0, 10)); err != nil {
+				t.Fatal(err)
+			}
+			s.close()
+			path := filepath.Join(cfg.Dir, s.segs[0].name())
+			data, _ := os.ReadFile(path)
+			os.WriteFile(path, tt.damage(data), 0o600)
+
+			var logs bytes.Buffer
+			s2, m2 := newLoggedSpill(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+			for i := 0; i < 3; i++ { // the insert fails: not committed, read again
+				if _, _, err := s2.read(100); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := readAll(t, s2, 100); !slices.Equal(got, tt.want) {
+				t.Fatalf("replayed %v, want %v", got, tt.want)
+			}
+			if n := testutil.ToFloat64(m2.drops[reasonCorrupt]); n != tt.lost {
+				t.Errorf("corrupt drops %v, want %v", n, tt.lost)
+			}
+			if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+				t.Errorf("%d errors logged, want 1:\n%s", n, logs.String())
+			}
+		})
+	}
+}
+
+// The rows gauge, Stats and the start-up log count only rows not replayed
+// yet, also after a restart that resumes from the saved position.
+func TestSpillRowsExcludeReplayed(t *testing.T) {
+	cfg := spillCfg(t)
+	cfg.SegmentBytes = 1 << 20
+	s, m := newTestSpill(t, cfg)
+	if err := s.append(records(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	recs, pos, err := s.read(30)
+	if err != nil || len(recs) != 30 {
+		t.Fatalf("read: %d %v", len(recs), err)
+	}
+	s.commit(pos)
+	if n, g := s.rows(), testutil.ToFloat64(m.spillRows); n != 70 || g != 70 {
+		t.Errorf("rows %d, gauge %v after replaying 30 of 100, want 70", n, g)
+	}
+	s.close()
+
+	var logs bytes.Buffer
+	s2, m2 := newLoggedSpill(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if n, g := s2.rows(), testutil.ToFloat64(m2.spillRows); n != 70 || g != 70 {
+		t.Errorf("after restart: rows %d, gauge %v, want 70", n, g)
+	}
+	if !strings.Contains(logs.String(), "rows=70") {
+		t.Errorf("start-up log does not say 70 rows:\n%s", logs.String())
+	}
+	if got := readAll(t, s2, 100); !slices.Equal(got, ids(records(30, 100))) {
+		t.Fatalf("replayed %d rows after restart, want tx_000030..tx_000099", len(got))
+	}
+	if n, g := s2.rows(), testutil.ToFloat64(m2.spillRows); n != 0 || g != 0 {
+		t.Errorf("after the replay: rows %d, gauge %v", n, g)
 	}
 }

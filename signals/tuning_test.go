@@ -328,3 +328,38 @@ func compileCandidate(t *testing.T, ctx context.Context, conn driver.Conn, db st
 	}
 	return set
 }
+
+// CandidateSchema types a stored feature the definitions lack by how it was
+// stored: a string feature is a string, also where older rows listed it
+// among the numbers (as NaN), so that a candidate rule comparing it to a
+// string compiles.
+func TestCandidateSchemaTypes(t *testing.T) {
+	tests := []struct {
+		name       string
+		nums, strs []string
+		want       map[string]features.Type
+	}{
+		{"numbers and strings", []string{"card_count_10m"}, []string{"ip_country"},
+			map[string]features.Type{"card_count_10m": features.Number, "ip_country": features.String}},
+		{"string also among the numbers", []string{"card_count_10m", "ip_country"}, []string{"ip_country"},
+			map[string]features.Type{"card_count_10m": features.Number, "ip_country": features.String}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			schema, err := CandidateSchema(nil, tt.nums, tt.strs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for n, typ := range tt.want {
+				slot, ok := schema.Lookup(n)
+				if !ok || schema.Fields[slot].Type != typ {
+					t.Errorf("%s: %v (found %v), want %v", n, schema.Fields[slot].Type, ok, typ)
+				}
+			}
+			src := `rules: [{name: geo, when: 'ip_country == "IR"', action: step_up, score: 10, reason: GEO}]`
+			if _, err := rules.Compile([]rules.Source{{Name: "c.yaml", Data: []byte(src)}}, schema); err != nil {
+				t.Errorf("a rule comparing a stored string feature: %v", err)
+			}
+		})
+	}
+}

@@ -39,6 +39,9 @@ type Writer struct {
 	spill *spill
 	ip    *ipHasher
 	feed  *labelFeed // nil: labels are only stored
+	// prep applies the migrations and reads the table's layout (nil with
+	// migrate off, or a test inserter): at start-up and before labels.
+	prep func(context.Context) error
 
 	mu   sync.Mutex         // guards mem; held while spilling, so order is kept
 	mem  [][]*engine.Record // full batches waiting for ClickHouse, oldest first
@@ -64,7 +67,7 @@ var _ engine.Sink = (*Writer)(nil)
 // hashing key, opens the spill directory (replaying what a previous run
 // left there) and registers the writer's metrics on reg (may be nil). It
 // does not connect: ClickHouse may be down at start-up; Run migrates (if
-// configured) and inserts once it answers, spilling meanwhile.
+// configured) as soon as it answers and inserts, spilling meanwhile.
 func NewWriter(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -79,7 +82,11 @@ func NewWriter(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Writer
 		return nil, err
 	}
 	w.conn = conn
-	w.ins = newCHInserter(conn, cfg, w.log)
+	ins := newCHInserter(conn, cfg, w.log)
+	w.ins = ins
+	if cfg.Migrate {
+		w.prep = ins.Prepare
+	}
 	return w, nil
 }
 
@@ -141,10 +148,14 @@ func (w *Writer) drop(reason string, n int64) {
 	}
 }
 
-// Run batches and inserts until ctx is done, then drains: the queue is
-// emptied, batches in memory are still sent for up to
-// queue.drain_timeout, and what remains is spilled to disk for the next
-// start. It returns nil after a clean drain. Call it once.
+// Run migrates (if configured, retrying until ClickHouse answers), batches
+// and inserts until ctx is done, then drains: the queue is emptied,
+// batches in memory are still sent for up to queue.drain_timeout, and what
+// remains is spilled to disk for the next start. A call to ClickHouse that
+// must connect may outlast its context by up to dial_timeout (the driver's
+// handshake does not watch it), so Run returns within drain_timeout +
+// dial_timeout of ctx being done. It returns nil after a clean drain. Call
+// it once.
 func (w *Writer) Run(ctx context.Context) error {
 	if !w.started.CompareAndSwap(false, true) {
 		return errors.New("signals: Writer.Run called twice")
@@ -161,6 +172,13 @@ func (w *Writer) Run(ctx context.Context) error {
 		defer wg.Done()
 		w.send(sendCtx, collected)
 	}()
+	if w.prep != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.prepareSchema(collected)
+		}()
+	}
 	if w.conn != nil && w.cfg.Retention.Days > 0 {
 		wg.Add(1)
 		go func() {

@@ -1,8 +1,11 @@
 package signals
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,6 +116,33 @@ func TestWriterShutdownSpillsAndNextRunReplays(t *testing.T) {
 	waitFor(t, 5*time.Second, "800 rows", func() bool { return len(f2.ids()) == 800 })
 	if want := ids(records(0, 800)); !slices.Equal(f2.ids(), want) {
 		t.Fatalf("after restart: %v...", f2.ids()[:5])
+	}
+}
+
+// With migrate on, Run prepares the schema at start-up, before any signal,
+// retrying with backoff until it succeeds; scoring does not wait for it.
+func TestWriterPreparesSchemaAtStartup(t *testing.T) {
+	w, f := newFakeWriter(t, testConfig(t))
+	var mu sync.Mutex
+	calls := 0
+	w.prep = func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls <= 2 {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
+	called := func() int { mu.Lock(); defer mu.Unlock(); return calls }
+	stop := startWriter(t, w)
+	w.Put(testRecord(1))
+	waitFor(t, 5*time.Second, "the schema prepared on the third attempt", func() bool { return called() == 3 })
+	waitFor(t, 5*time.Second, "the signal", func() bool { return len(f.ids()) == 1 })
+	time.Sleep(100 * time.Millisecond) // several backoffs: no attempt after success
+	stop()
+	if n := called(); n != 3 {
+		t.Errorf("%d attempts, want 3", n)
 	}
 }
 
