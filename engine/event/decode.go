@@ -49,6 +49,9 @@ func decodeReference(data []byte) (*Event, error) {
 		}
 		return nil, decodeError(data, err)
 	}
+	if string(bytes.TrimSpace(data)) == "null" { // decodes into nothing, without an error
+		return nil, &Error{Fields: []FieldError{{"", "expected an object, got null"}}}
+	}
 	if _, err := d.Token(); err != io.EOF {
 		if perr := rawPANs(data); perr != nil {
 			return nil, perr

@@ -61,6 +61,7 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"empty", ``, false, []FieldError{{"", "empty body"}}},
 		{"not an object", `[1]`, false, []FieldError{{"", "expected an object"}}},
+		{"null", " null\n", false, []FieldError{{"", "expected an object, got null"}}},
 		{"syntax", `{"id":`, false, []FieldError{{"", "truncated"}}},
 		{"trailing", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"}} {}`, false, []FieldError{{"", "after the event"}}},
 		{"unknown top-level", `{"id":"a","colour":"red"}`, false, []FieldError{{"colour", "unknown field"}}},
