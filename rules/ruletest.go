@@ -320,6 +320,9 @@ func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, []
 		}
 		every = d
 	}
+	if _, hasTime := m["time"]; hasTime && repeat > 1 {
+		return nil, nil, errors.New("time with repeat: the copies need times of their own; use at (and every) instead")
+	}
 	for k := range testKeys {
 		delete(m, k)
 	}

@@ -175,6 +175,9 @@ func TestParseTestFileErrors(t *testing.T) {
 			`at: want a duration`},
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: 4111111111111111}}]\n    expect: [{score: 1}]\n",
 			`looks like`},
+		// a time would be silently dropped for the copies
+		{"tests:\n  - name: a\n    transactions: [{id: t1, repeat: 3, time: 2026-01-01T00:00:00Z, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{decision: approve}]\n",
+			`time with repeat`},
 		// a second document is an error, not ignored
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{decision: approve}]\n---\ntests: []\n",
 			`t.yaml:5:1: a test file holds one YAML document; found a second one`},
