@@ -53,6 +53,12 @@ func joinScopes(s []Scope) string {
 // newTestEngine builds an engine on the embedded default features and rules.
 func newTestEngine(t testing.TB) *Engine {
 	t.Helper()
+	return newTestEngineWith(t, Options{})
+}
+
+// newTestEngineWith is newTestEngine with engine options.
+func newTestEngineWith(t testing.TB, o Options) *Engine {
+	t.Helper()
 	fe := newTestFeatures(t)
 	srcs, err := rules.ReadDir(rules.DefaultFS, rules.DefaultDir, "")
 	if err != nil {
@@ -62,7 +68,7 @@ func newTestEngine(t testing.TB) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(fe, rules.NewManager(set), Options{})
+	e, err := New(fe, rules.NewManager(set), o)
 	if err != nil {
 		t.Fatal(err)
 	}

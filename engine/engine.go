@@ -140,30 +140,19 @@ func (e *Engine) score(ctx context.Context, ev *event.Event, explain bool, sourc
 func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, source string) (*Decision, *scratch, error) {
 	start := time.Now()
 	digest := contentDigest(ev)
-	entry, first := e.recent.claim(ev.ID, digest, e.now())
-	if !first {
-		if entry.digest != digest {
-			return nil, nil, ErrIDReused
+	var entry *recentEntry // nil: not remembered (a rebuild beyond the horizon)
+	if at, remember := e.claimTime(ev, source); remember {
+		var first bool
+		if entry, first = e.recent.claim(ev.ID, digest, at); !first {
+			return e.replay(ctx, entry, digest, ev.ID, start)
 		}
-		d, err := entry.wait(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		if d == nil {
-			return nil, nil, fmt.Errorf("engine: the first scoring of id %q failed", ev.ID)
-		}
-		e.metrics.replays.Inc()
-		out := *d
-		out.Replayed = true
-		out.Explain = nil
-		out.LatencyUS = time.Since(start).Microseconds()
-		return &out, nil, nil
+		entry.aged = source == SourceRebuild
 	}
 	// Should anything below panic (the HTTP server recovers), the id is
 	// given up rather than left claimed: its retries would wait forever.
 	finished := false
 	defer func() {
-		if !finished {
+		if !finished && entry != nil {
 			e.recent.abandon(entry)
 		}
 	}()
@@ -189,7 +178,9 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	for i, h := range s.res.Hits {
 		d.Reasons[i] = Reason{Rule: h.Rule, Code: h.Code, Message: h.Message}
 	}
-	e.record(rs, &s.res)
+	if source != SourceRebuild { // a rebuild re-reads what was counted when it was decided
+		e.record(rs, &s.res)
+	}
 	*out = *d // the caller's copy; d itself is immutable once published
 	if explain {
 		out.Explain = e.explain(set, s)
@@ -197,9 +188,13 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	elapsed := time.Since(start)
 	d.LatencyUS = elapsed.Microseconds()
 	out.LatencyUS = d.LatencyUS
-	e.recent.finish(entry, d)
+	if entry != nil {
+		e.recent.finish(entry, d)
+	}
 	finished = true
-	e.metrics.scoreLatency.Observe(elapsed.Seconds())
+	if source != SourceRebuild {
+		e.metrics.scoreLatency.Observe(elapsed.Seconds())
+	}
 	if e.sink == nil || source == SourceRebuild {
 		e.scratch.Put(s)
 		return out, nil, nil
@@ -207,6 +202,56 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	s.sig = pendingSignal{ev: ev, d: d, rs: rs, source: source, decidedAt: start.Add(elapsed).UTC()}
 	return out, s, nil
 }
+
+// replay answers a scoring of an id already claimed: the stored (or
+// awaited) decision, or ErrIDReused when the content differs.
+func (e *Engine) replay(ctx context.Context, entry *recentEntry, digest uint64, id string, start time.Time) (*Decision, *scratch, error) {
+	if entry.digest != digest {
+		return nil, nil, ErrIDReused
+	}
+	d, err := entry.wait(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d == nil {
+		return nil, nil, fmt.Errorf("engine: the first scoring of id %q failed", id)
+	}
+	e.metrics.replays.Inc()
+	out := *d
+	out.Replayed = true
+	out.Explain = nil
+	out.LatencyUS = time.Since(start).Microseconds()
+	return &out, nil, nil
+}
+
+// claimTime says whether a scoring is remembered in the recent-decisions
+// store, and as of when. A rebuild (SourceRebuild) re-reads up to the
+// longest window of history: an event older than the idempotency
+// retention is not remembered (live scoring would have forgotten it by
+// now; the rebuild dedupes those itself), a newer one is remembered as of
+// its own time, so that it expires when it would have. A rebuild thus
+// adds at most a retention's worth of a partition's events to the store,
+// as live scoring of them did.
+func (e *Engine) claimTime(ev *event.Event, source string) (time.Time, bool) {
+	now := e.now()
+	if source != SourceRebuild {
+		return now, true
+	}
+	if ev.Time.Before(now.Add(-e.recent.retention)) {
+		return time.Time{}, false
+	}
+	if ev.Time.After(now) {
+		return now, true
+	}
+	return ev.Time, true
+}
+
+// IdempotencyRetention is how long a decision is remembered: a scoring of
+// the same id within it is a replay.
+func (e *Engine) IdempotencyRetention() time.Duration { return e.recent.retention }
+
+// IdempotencyMaxEntries is how many decisions are remembered at most.
+func (e *Engine) IdempotencyMaxEntries() int { return e.recent.perShard * recentShards }
 
 // emit hands the signal held in s (from decide) to the sink and recycles
 // s; nil does nothing.

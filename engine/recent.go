@@ -62,6 +62,7 @@ type recentEntry struct {
 	digest     uint64 // of the event's content, to detect a reused id
 	key, check uint64
 	created    time.Duration
+	aged       bool // remembered as of its event's time (a rebuild), not of its scoring
 	done       bool // finished or abandoned
 	d          *Decision
 	waiters    chan struct{} // made by the first waiter while not done, closed when done
@@ -172,9 +173,15 @@ func (s *recentShard) slot(seq uint64) *recentSlot {
 	return &s.order[(s.head+int(seq-oldest))%len(s.order)]
 }
 
-// push remembers e's decision, encoded in s.scratch, as the newest slot.
+// push remembers e's decision, encoded in s.scratch, as the newest slot
+// (unless it is a rebuild's and the shard is full of newer ones).
 func (s *recentShard) push(e *recentEntry, limit int) {
 	if s.n >= limit {
+		if e.aged && e.created < s.order[s.head].created {
+			// Full, and a rebuild's event older than the oldest held:
+			// the newer ones stay.
+			return
+		}
 		s.evictOldest()
 	}
 	if s.n == len(s.order) { // the ring is full: grow it

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vigil-fraud/vigil/engine/event"
 	"github.com/vigil-fraud/vigil/rules"
@@ -361,5 +362,82 @@ func TestPanicInScoringGivesUpTheID(t *testing.T) {
 	d, err := e.Score(ctx, ev(), false)
 	if err != nil || d.Replayed || d.Decision == "" {
 		t.Fatalf("retry: %+v, %v", d, err)
+	}
+}
+
+// TestRebuildRemembersOnlyWithinRetention: a rebuild re-reads history; an
+// event within the idempotency retention is remembered as of its own time
+// (a later scoring of the id is a replay), an older one is not remembered
+// at all (it would push the decisions of the last day out of the store),
+// and a rebuild counts no decision, rule hit or latency in the metrics.
+func TestRebuildRemembersOnlyWithinRetention(t *testing.T) {
+	e := newTestEngine(t)
+	now := testNow
+	e.now = func() time.Time { return now }
+	tx := func(id string, at time.Time) *event.Event {
+		ev, err := event.Decode(fmt.Appendf(nil, `{"id":%q,"time":%q,"amount":100,"currency":"USD","card":{"token":"tok_rb"}}`,
+			id, at.Format(time.RFC3339Nano)), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	decisions := func() float64 {
+		var n float64
+		for _, c := range e.metrics.decisionByName {
+			n += testutil.ToFloat64(c)
+		}
+		return n
+	}
+	ctx := context.Background()
+	retention := e.IdempotencyRetention()
+	recent, old := now.Add(-time.Hour), now.Add(-retention-time.Hour)
+	for _, ev := range []*event.Event{tx("rb_recent", recent), tx("rb_old", old)} {
+		if _, err := e.ScoreFrom(ctx, ev, SourceRebuild); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := decisions(); n != 0 {
+		t.Errorf("a rebuild counted %v decisions", n)
+	}
+	if d, err := e.ScoreFrom(ctx, tx("rb_recent", recent), SourceKafka); err != nil || !d.Replayed {
+		t.Errorf("an id rebuilt within the retention: %+v, %v (want a replay)", d, err)
+	}
+	if d, err := e.ScoreFrom(ctx, tx("rb_old", old), SourceKafka); err != nil || d.Replayed {
+		t.Errorf("an id rebuilt beyond the retention: %+v, %v (want a fresh scoring)", d, err)
+	}
+	// remembered as of its own time: it expires a retention after it
+	now = recent.Add(retention + time.Minute)
+	if d, err := e.ScoreFrom(ctx, tx("rb_recent", recent), SourceKafka); err != nil || d.Replayed {
+		t.Errorf("after its retention: %+v, %v (want a fresh scoring)", d, err)
+	}
+}
+
+// TestRebuildKeepsNewerDecisions: a rebuild of more events than the store
+// holds does not push out the decisions scored now (the review's case: a
+// rebalance re-reading a partition evicted an id scored seconds before, so
+// its retry was counted twice).
+func TestRebuildKeepsNewerDecisions(t *testing.T) {
+	e := newTestEngineWith(t, Options{IdempotencyMaxEntries: 640})
+	e.now = func() time.Time { return testNow }
+	tx := func(id string, at time.Time) *event.Event {
+		ev, err := event.Decode(fmt.Appendf(nil, `{"id":%q,"time":%q,"amount":100,"currency":"USD","card":{"token":"tok_%s"}}`,
+			id, at.Format(time.RFC3339Nano), id), testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	ctx := context.Background()
+	if _, err := e.ScoreFrom(ctx, tx("live_x", testNow), SourceHTTP); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5000 {
+		if _, err := e.ScoreFrom(ctx, tx(fmt.Sprint("rb_", i), testNow.Add(-time.Hour+time.Duration(i)*time.Millisecond)), SourceRebuild); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, err := e.ScoreFrom(ctx, tx("live_x", testNow), SourceHTTP); err != nil || !d.Replayed {
+		t.Fatalf("the id scored before the rebuild: %+v, %v (want a replay)", d, err)
 	}
 }

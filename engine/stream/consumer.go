@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,9 +129,10 @@ func (c *Consumer) Ready() bool { return c.ready.Load() }
 // Run consumes until ctx is cancelled, then finishes the in-flight
 // batches, commits their offsets and leaves the group, within the
 // configured close_timeout. It returns nil after a cancellation, and an
-// error only for a configuration kafka-go refuses. Kafka being unreachable
-// (or refusing to create topics) is not an error: Run keeps retrying and
-// says so in its logs and metrics.
+// error for a configuration kafka-go refuses or, with topics.create off,
+// a topic that does not exist. Kafka being unreachable (or refusing to
+// create topics) is not an error: Run keeps retrying and says so in its
+// logs and metrics.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.setReady(false)
 	if err := c.prepare(ctx); err != nil {
@@ -210,11 +212,32 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // prepare creates the missing topics, retrying while the cluster is
-// unreachable.
+// unreachable. With topics.create off, a missing topic is an error: a
+// partition whose decisions or dead letters cannot be produced would stop
+// (an event's offset is committed only once its records are written).
 func (c *Consumer) prepare(ctx context.Context) error {
 	t := c.cfg.Topics
 	if !t.Create {
-		return nil
+		names := []string{t.Transactions, t.Decisions}
+		if t.DeadLetter != "" {
+			names = append(names, t.DeadLetter)
+		}
+		var missing []string
+		err := retry(ctx, c, "topics", func(ctx context.Context) error {
+			counts, err := partitionCounts(ctx, c.client, names...)
+			missing = missing[:0]
+			for _, n := range names {
+				if counts[n] == 0 {
+					missing = append(missing, n)
+				}
+			}
+			return err
+		})
+		if err == nil && len(missing) > 0 {
+			err = fmt.Errorf("kafka: topics.create is off and these topics do not exist: %s (create them, or turn topics.create on)",
+				strings.Join(missing, ", "))
+		}
+		return err
 	}
 	return retry(ctx, c, "topics", func(ctx context.Context) error {
 		counts, err := partitionCounts(ctx, c.client, t.Transactions)

@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,6 +113,13 @@ func TestEveryEventDecidedOnce(t *testing.T) {
 
 	if got := testutil.ToFloat64(r.c.m.decided); got != n {
 		t.Errorf("vigil_kafka_events_total{outcome=decided} = %v, want %d", got, n)
+	}
+	// every decision acknowledged: no lag left (it counts from the
+	// acknowledged offset, not from the last message read)
+	for p := range 4 {
+		if got := testutil.ToFloat64(r.c.m.lag.WithLabelValues(partLabel(p))); got != 0 {
+			t.Errorf("partition %d: lag %v after every decision", p, got)
+		}
 	}
 	r.close(t)
 	ends := endOffsets(t, cfg)
@@ -239,4 +247,62 @@ func headers(m kafka.Message) map[string]string {
 		out[h.Key] = string(h.Value)
 	}
 	return out
+}
+
+// TestMissingTopicRefused: with topics.create off, a topic that does not
+// exist stops Run with an error naming it (a missing dead-letter topic
+// used to stop its partition silently, every produce failing).
+func TestMissingTopicRefused(t *testing.T) {
+	addr := kafkaAddr(t)
+	cfg := testConfig(addr, "missing")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := EnsureTopics(ctx, testClient(addr), Topic{Name: cfg.Topics.Transactions, Partitions: 4},
+		Topic{Name: cfg.Topics.Decisions, Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Topics.Create = false
+	c, err := New(cfg, newEngine(t), Options{Logger: quietLogger(), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "these topics do not exist: "+cfg.Topics.DeadLetter+" (") {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestLagWhileDecisionsStuck: when the decisions cannot be produced (here
+// the topic refuses records over 150 bytes), the lag counts the events not
+// decided and nothing is counted as decided — it used to read 0 (every
+// message had been read) while nothing went out.
+func TestLagWhileDecisionsStuck(t *testing.T) {
+	addr := kafkaAddr(t)
+	cfg := testConfig(addr, "stuck")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := testClient(addr)
+	if _, err := EnsureTopics(ctx, client, Topic{Name: cfg.Topics.Transactions, Partitions: 4}, Topic{Name: cfg.Topics.DeadLetter, Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: cfg.Topics.Decisions,
+		NumPartitions: 4, ReplicationFactor: -1, ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: "150"}}}}})
+	if err != nil || res.Errors[cfg.Topics.Decisions] != nil {
+		t.Fatalf("create: %v %v", err, res.Errors)
+	}
+	const n = 40
+	evs := testEvents(t, n, 7, 10*time.Millisecond)
+	r := startConsumer(t, cfg, newEngine(t))
+	produce(t, addr, cfg.Topics.Transactions, evs)
+	lag := func() float64 {
+		var sum float64
+		for p := range 4 {
+			sum += testutil.ToFloat64(r.c.m.lag.WithLabelValues(partLabel(p)))
+		}
+		return sum
+	}
+	waitFor(t, 20*time.Second, "the lag to count every undecided event", func() bool { return lag() == n })
+	if d, s := testutil.ToFloat64(r.c.m.decided), testutil.ToFloat64(r.c.m.decisionsSent); d != 0 || s != 0 {
+		t.Errorf("decided %v, produced %v while no decision could be produced", d, s)
+	}
 }

@@ -1,10 +1,12 @@
 package stream
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -61,17 +63,54 @@ func classify(err error, size int) deadLetter {
 }
 
 // containsPAN reports whether a message holds what looks like a card number
-// anywhere: key, value, header names or values.
+// anywhere: key, value, header names or values, also written with JSON
+// escapes (\u0034\u0031...) in a value too broken for the decoder to read.
 func containsPAN(m *kafka.Message) bool {
-	if event.ContainsPAN(string(m.Value)) || event.ContainsPAN(string(m.Key)) {
+	if anyPAN(m.Value) || anyPAN(m.Key) {
 		return true
 	}
 	for _, h := range m.Headers {
-		if event.ContainsPAN(h.Key) || event.ContainsPAN(string(h.Value)) {
+		if event.ContainsPAN(h.Key) || anyPAN(h.Value) {
 			return true
 		}
 	}
 	return false
+}
+
+// anyPAN is event.ContainsPAN of b as it is and with its JSON escapes
+// undone.
+func anyPAN(b []byte) bool {
+	return event.ContainsPAN(string(b)) || (bytes.IndexByte(b, '\\') >= 0 && event.ContainsPAN(string(unescapeLeniently(b))))
+}
+
+// unescapeLeniently undoes JSON string escapes wherever they are, without
+// needing valid JSON: \uXXXX becomes its character, \n, \t and the like a
+// space, \x the character x.
+func unescapeLeniently(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 == len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		i++
+		switch c := b[i]; c {
+		case 'u':
+			if i+4 < len(b) {
+				if r, err := strconv.ParseUint(string(b[i+1:i+5]), 16, 32); err == nil {
+					out = utf8.AppendRune(out, rune(r))
+					i += 4
+					continue
+				}
+			}
+			out = append(out, c)
+		case 'n', 't', 'r', 'b', 'f':
+			out = append(out, ' ')
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // deadLetterMessage builds the dead-letter message replacing m. A message

@@ -26,6 +26,11 @@ func TestDeadLetterMessage(t *testing.T) {
 		{"card number in broken JSON", kafka.Message{Value: []byte(`{"id":"x","note":"` + pan)}, CodePAN, true},
 		{"card number in the key", kafka.Message{Key: []byte(pan), Value: []byte(`nope`)}, CodePAN, true},
 		{"card number in a header", kafka.Message{Value: []byte(`nope`), Headers: []kafka.Header{{Key: "card", Value: []byte(pan)}}}, CodePAN, true},
+		// escaped in a string the decoder never reads (the JSON is cut)
+		{"escaped card number in broken JSON", kafka.Message{Value: []byte(`{"id":"esc1","amount":1,"currency":"USD","attributes":{"n":"` +
+			`\u0034\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031`)}, CodePAN, true},
+		{"escaped card number in the key", kafka.Message{Key: []byte(`4111\u00201111\u00201111\u00201111`), Value: []byte(`nope`)}, CodePAN, true},
+		{"escapes without a card number", kafka.Message{Key: []byte(`k`), Value: []byte(`{"id":"\u0041\n\u00`)}, CodeInvalid, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ type metrics struct {
 	decodeFailed       *prometheus.CounterVec // code
 	rebuilt            prometheus.Counter
 	rebuildSkip        prometheus.Counter
+	rebuildDup         prometheus.Counter
 	lag                *prometheus.GaugeVec // partition
 	watermark          *prometheus.GaugeVec // partition
 	late               prometheus.Counter
@@ -34,18 +35,19 @@ func newMetrics(reg prometheus.Registerer, topic string) *metrics {
 	cl := prometheus.Labels{"topic": topic}
 	m := &metrics{}
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_kafka_events_total", ConstLabels: cl,
-		Help: "Messages read from the transactions topic, by outcome: decided (a fresh decision produced), replayed (a redelivered id, its stored decision produced again), dead_lettered, rebuilt (re-read to rebuild windows, nothing produced), rebuild_skipped (undecodable during a rebuild)."}, []string{"outcome"})
+		Help: "Messages read from the transactions topic, by outcome: decided (a fresh decision produced, counted once the decisions topic acknowledged it), replayed (a redelivered id, its stored decision produced again, also counted once acknowledged), dead_lettered, rebuilt (re-read to rebuild windows, nothing produced), rebuild_skipped (undecodable during a rebuild), rebuild_duplicate (an id read again in a rebuild within the idempotency retention, counted once)."}, []string{"outcome"})
 	m.decided = m.events.WithLabelValues("decided")
 	m.replayed = m.events.WithLabelValues("replayed")
 	m.rebuilt = m.events.WithLabelValues("rebuilt")
 	m.rebuildSkip = m.events.WithLabelValues("rebuild_skipped")
+	m.rebuildDup = m.events.WithLabelValues("rebuild_duplicate")
 	m.deadLetteredEvents = m.events.WithLabelValues("dead_lettered")
 	m.deadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_kafka_dead_lettered_total", ConstLabels: cl,
 		Help: "Messages sent to the dead-letter topic (or dropped when it is off), by error code."}, []string{"code"})
 	m.decodeFailed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_kafka_decode_failures_total", ConstLabels: cl,
 		Help: "Messages that failed to decode or validate, by error code (invalid_event, card_number_refused, too_large)."}, []string{"code"})
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vigil_kafka_consumer_lag", ConstLabels: cl,
-		Help: "Messages of an assigned partition not yet scored (high watermark minus the next offset)."}, []string{"partition"})
+		Help: "Messages of an assigned partition not yet decided: the high watermark minus the next offset whose decision is not acknowledged (it grows while producing decisions is stuck)."}, []string{"partition"})
 	m.watermark = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vigil_kafka_watermark_seconds", ConstLabels: cl,
 		Help: "Newest event time scored on an assigned partition (Unix seconds)."}, []string{"partition"})
 	m.late = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_kafka_late_events_total", ConstLabels: cl,

@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,16 +29,21 @@ type worker struct {
 	committed int64 // messages before it were decided before: rebuild only
 	target    int64 // end offset at assignment: caught up once scored past it
 	caught    bool
-	newest    time.Time // watermark: newest event time scored
+	started   time.Time    // of the worker, for the rebuild's duration
+	dedupe    *rebuildIDs  // the rebuild's events beyond the idempotency retention; nil once rebuilt
+	newest    time.Time    // watermark: newest event time scored
+	hwm       atomic.Int64 // the partition's high watermark, as last fetched
+	acked     atomic.Int64 // next offset whose decision is not acknowledged yet
 	lag       prometheus.Gauge
 	wm        prometheus.Gauge
 }
 
 // outBatch is what one scored batch produces.
 type outBatch struct {
-	msgs  []kafka.Message
-	times []int64 // event time and append time (UnixNano) of each decided message
-	next  int64   // offset to commit once msgs are acknowledged
+	msgs              []kafka.Message
+	times             []int64 // event time and append time (UnixNano) of each decided message
+	next              int64   // offset to commit once msgs are acknowledged
+	decided, replayed int     // decisions among msgs, counted once acknowledged
 }
 
 // run is the worker's life; it returns when the generation or the
@@ -58,9 +64,15 @@ func (w *worker) run(ctx, gctx, hard context.Context) {
 	label := partLabel(w.partition)
 	w.lag, w.wm = c.m.lag.WithLabelValues(label), c.m.watermark.WithLabelValues(label)
 
+	w.started = time.Now()
 	from, ok := w.plan(stop)
 	if !ok {
 		return
+	}
+	if from < w.committed {
+		w.dedupe = newRebuildIDs(c.eng.IdempotencyRetention(), c.eng.IdempotencyMaxEntries())
+	} else {
+		w.rebuildDone()
 	}
 	if from >= w.target {
 		w.markCaughtUp()
@@ -200,6 +212,9 @@ func (w *worker) plan(ctx context.Context) (from int64, ok bool) {
 		from = min(h+1, committed)
 	}
 	w.committed, w.target = committed, last
+	w.acked.Store(committed)
+	w.hwm.Store(last)
+	w.setLag()
 	c.log.Info("kafka partition plan", "partition", w.partition, "committed", committed, "end", last,
 		"rebuild_from", from, "rebuild_events", committed-from, "rebuild_window", c.window.String())
 	return from, true
@@ -255,6 +270,10 @@ func (w *worker) process(ctx context.Context, batch []kafka.Message) *outBatch {
 			out.msgs = w.deadLetter(out.msgs, m, err, true)
 			continue
 		}
+		if rebuild && w.dedupe != nil && ev.Time.Before(now.Add(-w.dedupe.retention)) && w.dedupe.again(ev.ID, ev.Time) {
+			c.m.rebuildDup.Inc() // a redelivered copy: counted once, as when it was live
+			continue
+		}
 		d, err := c.eng.ScoreFrom(ctx, ev, source)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -268,7 +287,7 @@ func (w *worker) process(ctx context.Context, batch []kafka.Message) *outBatch {
 			continue
 		}
 		w.state.highest = max(w.state.highest, m.Offset)
-		w.watermark(ev.Time)
+		w.watermark(ev.Time, rebuild)
 		if rebuild {
 			c.m.rebuilt.Inc()
 			continue
@@ -287,16 +306,20 @@ func (w *worker) process(ctx context.Context, batch []kafka.Message) *outBatch {
 		mid := len(buf)
 		buf = append(buf, key...)
 		val, k := buf[start:mid:mid], buf[mid:len(buf):len(buf)]
-		if d.Replayed { // one outcome per event: counted once encoded
-			c.m.replayed.Inc()
+		if d.Replayed { // one outcome per event, counted once acknowledged
+			out.replayed++
 		} else {
-			c.m.decided.Inc()
+			out.decided++
 		}
 		out.msgs = append(out.msgs, kafka.Message{Topic: c.cfg.Topics.Decisions, Key: k, Value: val})
 		out.times = append(out.times, ev.Time.UnixNano(), m.Time.UnixNano())
 	}
 	last := &batch[len(batch)-1]
-	w.lag.Set(float64(max(0, last.HighWaterMark-last.Offset-1)))
+	w.hwm.Store(last.HighWaterMark)
+	w.setLag()
+	if w.dedupe != nil && last.Offset+1 >= w.committed {
+		w.rebuildDone()
+	}
 	if !w.caught && last.Offset+1 >= w.target {
 		w.markCaughtUp()
 	}
@@ -334,13 +357,27 @@ func (w *worker) deadLetter(msgs []kafka.Message, m *kafka.Message, err error, d
 }
 
 // watermark advances the partition's newest event time and counts late
-// events.
-func (w *worker) watermark(t time.Time) {
+// events (not again in a rebuild: they were counted when first read).
+func (w *worker) watermark(t time.Time, rebuild bool) {
 	if t.After(w.newest) {
 		w.newest = t
 		w.wm.Set(float64(t.UnixNano()) / 1e9)
-	} else if w.newest.Sub(t) > w.c.lateness {
+	} else if w.newest.Sub(t) > w.c.lateness && !rebuild {
 		w.c.m.late.Inc()
+	}
+}
+
+// setLag sets the partition's lag: messages not yet decided, from the next
+// offset whose decision is not acknowledged to the high watermark last
+// fetched — it grows while producing decisions is stuck.
+func (w *worker) setLag() { w.lag.Set(float64(max(0, w.hwm.Load()-w.acked.Load()))) }
+
+// rebuildDone ends the rebuild: its dedupe set is dropped and its
+// duration observed (when there was one).
+func (w *worker) rebuildDone() {
+	if w.dedupe != nil {
+		w.c.m.rebuildTime.Observe(time.Since(w.started).Seconds())
+		w.dedupe = nil
 	}
 }
 
@@ -389,7 +426,10 @@ func (w *worker) send(ctx context.Context, q <-chan *outBatch) {
 			continue
 		}
 		clear(msgs) // no references kept to the records
-		w.g.mark(w.partition, group[len(group)-1].next)
+		next := group[len(group)-1].next
+		w.g.mark(w.partition, next)
+		w.acked.Store(next)
+		w.setLag()
 		now := time.Now().UnixNano()
 		for _, b := range group {
 			for i := 0; i+1 < len(b.times); i += 2 {
@@ -397,6 +437,8 @@ func (w *worker) send(ctx context.Context, q <-chan *outBatch) {
 				c.m.e2eAppend.Observe(float64(now-b.times[i+1]) / 1e9)
 			}
 			c.m.decisionsSent.Add(float64(len(b.times) / 2))
+			c.m.decided.Add(float64(b.decided))
+			c.m.replayed.Add(float64(b.replayed))
 		}
 		clear(group)
 	}
