@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -256,8 +257,8 @@ func (c *Config) Validate() error {
 	if c.Producer.BatchSize < 1 {
 		errs = append(errs, errors.New("kafka.producer.batch_size must be positive"))
 	}
-	if c.Producer.BatchTimeout <= 0 {
-		errs = append(errs, errors.New("kafka.producer.batch_timeout must be positive"))
+	if c.Producer.BatchTimeout < 0 { // accepted and ignored (see ProducerConfig)
+		errs = append(errs, errors.New("kafka.producer.batch_timeout must not be negative"))
 	}
 	if _, err := compression(c.Producer.Compression); err != nil {
 		errs = append(errs, err)
@@ -286,7 +287,13 @@ func (c *Connection) Validate() error {
 		errs = append(errs, errors.New("kafka.brokers: at least one host:port is required"))
 	}
 	for _, b := range c.Brokers {
-		if _, _, err := net.SplitHostPort(b); err != nil {
+		host, port, err := net.SplitHostPort(b)
+		if err == nil {
+			if n, perr := strconv.Atoi(port); host == "" || perr != nil || n < 1 || n > 65535 {
+				err = fmt.Errorf("%q: want host:port with a port from 1 to 65535", b)
+			}
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("kafka.brokers: %w", err))
 		}
 	}
@@ -303,10 +310,19 @@ func (c *Connection) Validate() error {
 			}
 		}
 	}
+	if c.TLS.ServerName != "" && !c.TLS.On() {
+		errs = append(errs, errors.New("kafka.tls.server_name is set but TLS is off: set tls.enabled: true (or a TLS file)"))
+	}
 	s := c.SASL
-	switch strings.ToUpper(s.Mechanism) {
+	switch m := strings.ToUpper(s.Mechanism); m {
 	case "":
+		if s.Username != "" || s.PasswordFile != "" {
+			errs = append(errs, errors.New("kafka.sasl: a username or password_file without a mechanism: set sasl.mechanism (SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN)"))
+		}
 	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if m == "PLAIN" && !c.TLS.On() {
+			errs = append(errs, errors.New("kafka.sasl.mechanism PLAIN without TLS would send the password in clear: turn tls on, or use SCRAM"))
+		}
 		if s.Username == "" {
 			errs = append(errs, errors.New("kafka.sasl.username is required with a mechanism"))
 		}

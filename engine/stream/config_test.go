@@ -37,7 +37,19 @@ func TestConfigValidate(t *testing.T) {
 		{"start offset", func(c *Config) { c.StartOffset = "newest" }, "start_offset"},
 		{"batch size", func(c *Config) { c.BatchSize = 0 }, "batch_size"},
 		{"compression", func(c *Config) { c.Producer.Compression = "brotli" }, "compression"},
-		{"zero batch timeout", func(c *Config) { c.Producer.BatchTimeout = 0 }, "batch_timeout"},
+		{"zero batch timeout (ignored)", func(c *Config) { c.Producer.BatchTimeout = 0 }, ""},
+		{"negative batch timeout", func(c *Config) { c.Producer.BatchTimeout = -1 }, "batch_timeout"},
+		{"broker port not a number", func(c *Config) { c.Brokers = []string{"h:abc"} }, "port from 1 to 65535"},
+		{"broker without host", func(c *Config) { c.Brokers = []string{":9092"} }, "port from 1 to 65535"},
+		{"server name without TLS", func(c *Config) { c.TLS.ServerName = "kafka.internal" }, "TLS is off"},
+		{"server name with TLS", func(c *Config) { c.TLS.ServerName, c.TLS.Enabled = "kafka.internal", true }, ""},
+		{"SASL user without mechanism", func(c *Config) { c.SASL.Username = "vigil" }, "without a mechanism"},
+		{"PLAIN without TLS", func(c *Config) {
+			c.SASL.Mechanism, c.SASL.Username, c.SASL.PasswordEnv = "PLAIN", "vigil", "PATH"
+		}, "in clear"},
+		{"PLAIN over TLS", func(c *Config) {
+			c.SASL.Mechanism, c.SASL.Username, c.SASL.PasswordEnv, c.TLS.Enabled = "PLAIN", "vigil", "PATH", true
+		}, ""},
 		{"heartbeat too slow", func(c *Config) { c.HeartbeatInterval = d(5 * time.Second) }, "heartbeat_interval"},
 		{"replication factor 0", func(c *Config) { c.Topics.ReplicationFactor = 0 }, "replication_factor"},
 		{"cert without key", func(c *Config) { c.TLS.CertFile = "/nonexistent.pem" }, "go together"},
