@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -471,5 +473,16 @@ func TestOpenAPIServed(t *testing.T) {
 		if doc.Paths[p] == nil {
 			t.Errorf("openapi lacks %s", p)
 		}
+	}
+}
+
+// TestWriteJSONNeverEmpty: a value JSON cannot carry is a 500 with an
+// error body, not a 200 with an empty one.
+func TestWriteJSONNeverEmpty(t *testing.T) {
+	rec := httptest.NewRecorder()
+	writeJSON(rec, http.StatusOK, map[string]any{"x": math.Inf(1)})
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), `"code":"internal"`) ||
+		rec.Header().Get("Content-Length") != strconv.Itoa(rec.Body.Len()) {
+		t.Errorf("%d %q (Content-Length %s)", rec.Code, rec.Body.String(), rec.Header().Get("Content-Length"))
 	}
 }

@@ -142,6 +142,13 @@ func (p *setPlan) count(s *valueSet, t uint32, j int, h uint64, hasExtra bool) i
 
 // record adds an occurrence of h at t.
 func (p *setPlan) record(s *valueSet, t uint32, h uint64) {
+	if s.sk != nil && t > s.newest && s.sk.empty(uint32(max(int64(t)-max(p.lateness, 0), 0))) {
+		// Every sketched value has left every window, also of a late event
+		// to come: exact again (checked before this value goes in, which
+		// would keep its sub-window).
+		*s = valueSet{newest: s.newest}
+		s.init()
+	}
 	if s.sk != nil {
 		prev, _ := p.touch(s, t, h)
 		s.sk.insert(t, h, prev)
@@ -150,10 +157,6 @@ func (p *setPlan) record(s *valueSet, t uint32, h uint64) {
 			if int64(s.newest-s.lastPrune) >= max(1, p.keep/16) {
 				p.prune(s)
 			}
-		}
-		if s.sk.empty(s.newest) {
-			*s = valueSet{newest: s.newest}
-			s.init()
 		}
 		return
 	}
@@ -463,7 +466,9 @@ func (p *setPlan) value(s *valueSet, t uint32, j int, h uint64, hasExtra bool) f
 const sketchSubs = 8
 
 // setSketch is the HyperLogLog form of a large set: per window, a ring of
-// sketchSubs+1 sketches of consecutive sub-windows of length w/8, and their
+// sketches of consecutive sub-windows of length w/8 — sketchSubs+1 of
+// them, plus as many as the lateness spans, so that a late event still
+// finds the sub-windows of its own window — and their
 // union over the current window, kept up to date on insert and rebuilt
 // when the window slides past a sub-window. The union's estimate is cached
 // and recomputed only after enough inserts of values it may not hold to
@@ -474,8 +479,8 @@ type setSketch struct {
 
 type sketchWin struct {
 	g      int64
-	subs   [sketchSubs + 1]*hyperloglog.Sketch
-	idx    [sketchSubs + 1]int64
+	subs   []*hyperloglog.Sketch // the ring, allocated as sub-windows fill
+	idx    []int64               // each ring slot's sub-window index, -1 none
 	union  *hyperloglog.Sketch
 	hi     int64 // sub-window index of the union's newest sub-window, -1 none
 	est    uint64
@@ -487,6 +492,8 @@ func newSetSketch(p *setPlan) *setSketch {
 	sk := &setSketch{wins: make([]sketchWin, len(p.wins))}
 	for j, w := range p.wins {
 		sw := &sketchWin{g: (w + sketchSubs - 1) / sketchSubs, hi: -1, precis: p.precision}
+		n := sketchSubs + 1 + int((max(p.lateness, 0)+sw.g-1)/sw.g)
+		sw.subs, sw.idx = make([]*hyperloglog.Sketch, n), make([]int64, n)
 		for i := range sw.idx {
 			sw.idx[i] = -1
 		}
@@ -510,7 +517,7 @@ func (sk *setSketch) insert(t uint32, h uint64, prev uint32) {
 	for j := range sk.wins {
 		w := &sk.wins[j]
 		i := int64(t) / w.g
-		r := i % (sketchSubs + 1)
+		r := i % int64(len(w.idx))
 		if w.idx[r] < i {
 			if w.subs[r] == nil {
 				w.subs[r] = w.newSketch()

@@ -239,6 +239,7 @@ func (e *Engine) compile(f *File) error {
 			k.windowSec = max(k.windowSec, sp.wins[len(sp.wins)-1])
 		}
 		k.needExt = len(k.series) > 1 || len(k.sets) > 0 || len(k.seen) > 0 || k.needRecent || len(k.travel) > 0 || len(k.hours) > 0
+		k.history = len(k.recency) > 0 || len(k.seen) > 0 || len(k.travel) > 0 || len(k.hours) > 0
 		longest = max(longest, k.windowSec)
 	}
 	e.horizon = longest + e.lateness
@@ -347,6 +348,25 @@ func (e *Engine) Observe(ev *event.Event, v *Vector) { e.run(ev, v, true) }
 // caches: HyperLogLog estimates, geo lookups).
 func (e *Engine) Peek(ev *event.Event, v *Vector) { e.run(ev, v, false) }
 
+// advance moves the watermark (the newest event time, which decides when
+// entities are idle or expired) towards t, by at most the lateness (and a
+// minute) per event: one event dated ahead of the others (the API accepts
+// some clock skew; a replay accepts any time) must not make every entity
+// look idle. A stream that really jumps ahead catches up in a few events.
+func (e *Engine) advance(t uint32) {
+	step := uint32(max(e.lateness, 0) + 60)
+	for {
+		wm := e.watermark.Load()
+		next := t
+		if wm != 0 && next > wm+step {
+			next = wm + step
+		}
+		if next <= wm || e.watermark.CompareAndSwap(wm, next) {
+			return
+		}
+	}
+}
+
 func (e *Engine) run(ev *event.Event, v *Vector, record bool) {
 	v.Reset()
 	// The context escapes (features call through func values): pool it.
@@ -357,12 +377,7 @@ func (e *Engine) run(ev *event.Event, v *Vector, record bool) {
 	defer ctxPool.Put(c)
 	if c.init(e, ev) {
 		if record {
-			for {
-				wm := e.watermark.Load()
-				if c.t <= wm || e.watermark.CompareAndSwap(wm, c.t) {
-					break
-				}
-			}
+			e.advance(c.t)
 		}
 		e.prefetch(c)
 		for i, k := range e.kinds {

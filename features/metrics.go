@@ -9,14 +9,14 @@ import (
 // metrics are plain atomic counters on the hot path, exposed through a
 // collector by Register.
 type metrics struct {
-	evictIdle, evictActive, evictExpired atomic.Uint64
-	sketches                             atomic.Uint64
-	geoHits, geoMisses, geoErrors        atomic.Uint64
+	evictIdle, evictStale, evictActive, evictExpired atomic.Uint64
+	sketches                                         atomic.Uint64
+	geoHits, geoMisses, geoErrors                    atomic.Uint64
 }
 
 var (
 	descEntities  = prometheus.NewDesc("vigil_features_entities", "Entities tracked, by entity kind.", []string{"entity"}, nil)
-	descEvictions = prometheus.NewDesc("vigil_features_evictions_total", "Entities dropped: idle (longest window expired) or active under the max_entities cap, or expired past the retention.", []string{"reason"}, nil)
+	descEvictions = prometheus.NewDesc("vigil_features_evictions_total", "Entities dropped: under the max_entities cap idle (longest window expired, nothing else kept), stale (longest window expired, its first-seen, novelty, hour or travel history lost) or active (window counts lost); or expired past the retention.", []string{"reason"}, nil)
 	descLate      = prometheus.NewDesc("vigil_features_late_events_total", "Events behind their entity's newest: accepted within the lateness (recorded) or dropped (not recorded).", []string{"entity", "outcome"}, nil)
 	descSketches  = prometheus.NewDesc("vigil_features_distinct_sketches_total", "Distinct-count sets that outgrew exact counting and became HyperLogLog sketches.", nil, nil)
 	descGeo       = prometheus.NewDesc("vigil_features_geo_lookups_total", "IP geography lookups: cache hit, miss (database read), error.", []string{"result"}, nil)
@@ -40,6 +40,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLate, prometheus.CounterValue, float64(k.lateDropped.Load()), k.name, "dropped")
 	}
 	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(m.evictIdle.Load()), "idle")
+	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(m.evictStale.Load()), "stale")
 	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(m.evictActive.Load()), "active")
 	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(m.evictExpired.Load()), "expired")
 	ch <- prometheus.MustNewConstMetric(descSketches, prometheus.CounterValue, float64(m.sketches.Load()))
@@ -59,15 +60,15 @@ func (e *Engine) Register(reg prometheus.Registerer) error {
 
 // Stats is a snapshot of the engine's counters, for tests and tools.
 type Stats struct {
-	Entities                                   int64
-	EvictedIdle, EvictedActive, EvictedExpired uint64
-	LateAccepted, LateDropped                  uint64
-	Sketches                                   uint64
+	Entities                                                 int64
+	EvictedIdle, EvictedStale, EvictedActive, EvictedExpired uint64
+	LateAccepted, LateDropped                                uint64
+	Sketches                                                 uint64
 }
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
-	s := Stats{EvictedIdle: e.m.evictIdle.Load(), EvictedActive: e.m.evictActive.Load(),
+	s := Stats{EvictedIdle: e.m.evictIdle.Load(), EvictedStale: e.m.evictStale.Load(), EvictedActive: e.m.evictActive.Load(),
 		EvictedExpired: e.m.evictExpired.Load(), Sketches: e.m.sketches.Load()}
 	for _, k := range e.kinds {
 		s.Entities += k.tracked.Load()

@@ -27,6 +27,7 @@ type kind struct {
 	needRecent bool  // keeps recent times for since_last of late events
 	needExt    bool  // entities carry an entityExt
 	windowSec  int64 // longest window, seconds
+	history    bool  // keeps state past its windows: first seen, novelty, hours, travel
 
 	tracked      atomic.Int64
 	cursor       atomic.Uint32 // eviction probe cursor
@@ -161,10 +162,16 @@ func (e *Engine) create(k *kind, sh *shard, key uint64) *entity {
 // one of sh (or of any shard), counted as an active eviction.
 func (e *Engine) makeRoom(k *kind, sh *shard, newKey uint64, wm int64) {
 	idle := func(newest uint32) bool { return int64(newest)+k.windowSec+e.lateness < wm }
+	// An idle entity of a kind with history (first seen, novelty, hours,
+	// travel) holds no window count but loses that history: "stale".
+	evicted := &e.m.evictIdle
+	if k.history {
+		evicted = &e.m.evictStale
+	}
 	start := mix64(newKey)
 	key, newest, ok := sh.oldest(start)
 	if ok && idle(newest) {
-		e.m.evictIdle.Add(1)
+		evicted.Add(1)
 		e.remove(k, sh, key)
 		return
 	}
@@ -175,7 +182,7 @@ func (e *Engine) makeRoom(k *kind, sh *shard, newKey uint64, wm int64) {
 			continue
 		}
 		if okey, onewest, ok := o.oldest(start); ok && idle(onewest) {
-			e.m.evictIdle.Add(1)
+			evicted.Add(1)
 			e.remove(k, o, okey)
 			o.mu.Unlock()
 			return
@@ -184,8 +191,9 @@ func (e *Engine) makeRoom(k *kind, sh *shard, newKey uint64, wm int64) {
 	}
 	if !ok {
 		// This shard is empty: drop from another one.
-		for j := range numShards {
-			o := &k.shards[(k.cursor.Add(1)+uint32(j))%numShards]
+		from := k.cursor.Add(1)
+		for j := range numShards { // every shard once
+			o := &k.shards[(from+uint32(j))%numShards]
 			if o != sh && o.mu.TryLock() {
 				if okey, _, ok := o.oldest(start); ok {
 					other, key = o, okey

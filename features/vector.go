@@ -32,8 +32,11 @@ func (v *Vector) Reset() {
 	clear(v.Has)
 }
 
-// SetNum stores a present number.
-func (v *Vector) SetNum(i int, x float64) { v.Num[i], v.Has[i] = x, !math.IsNaN(x) }
+// SetNum stores a number: present unless NaN or infinite (a sum that
+// overflowed is not a value a rule can compare, nor one JSON can carry).
+func (v *Vector) SetNum(i int, x float64) {
+	v.Num[i], v.Has[i] = x, !math.IsNaN(x) && !math.IsInf(x, 0)
+}
 
 // SetBool stores a present bool.
 func (v *Vector) SetBool(i int, b bool) { v.Bool[i], v.Has[i] = b, true }

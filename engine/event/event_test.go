@@ -80,6 +80,7 @@ func TestDecodeErrors(t *testing.T) {
 			{"merchant.mcc", "4 digits"}, {"device.ip", "IPv4"}, {"billing", "together"}, {"shipping.lat", "-90"},
 			{"attributes.o", "string, number"}}},
 		{"future", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"time":"2026-11-22T14:00:00Z"}`, false, []FieldError{{"time", "future"}}},
+		{"six minutes ahead", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"time":"2026-11-22T12:06:00Z"}`, false, []FieldError{{"time", "more than 5m0s in the future"}}},
 		{"created after time", `{"id":"a","amount":1,"currency":"USD","account":{"id":"x","created":"2026-11-22T11:00:00Z"},"time":"2026-11-22T10:00:00Z"}`, false, []FieldError{{"account.created", "after"}}},
 		{"pan in token", `{"id":"a","amount":1,"currency":"USD","card":{"token":"4111111111111111"}}`, true, []FieldError{{"card.token", "raw card number"}}},
 		{"pan spaced in free text", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"note":"pls use 5500 0000 0000 0004 thx"}}`, true, []FieldError{{"attributes.note", "raw card number"}}},

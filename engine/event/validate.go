@@ -16,7 +16,7 @@ const (
 	MaxStringLen      = 512
 	MaxAttributes     = 64
 	MaxAmount         = 1_000_000_000_000_000 // minor units
-	MaxFutureSkew     = time.Hour             // how far ahead of the receiver's clock an event time may be
+	MaxFutureSkew     = 5 * time.Minute       // how far ahead of the receiver's clock an event time may be: within the features' default lateness, so that one skewed event cannot make the next ones of its entity too late
 	minEmailHashChars = 16
 )
 
