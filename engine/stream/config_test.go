@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-fraud/vigil/engine"
@@ -198,4 +200,21 @@ func writeCerts(t *testing.T, dir string) (ca, cert, key string) {
 		return p
 	}
 	return write("ca.pem", "CERTIFICATE", caDER), write("client.pem", "CERTIFICATE", cliDER), write("client-key.pem", "EC PRIVATE KEY", keyDER)
+}
+
+// TestMetricsStartAtZero: the dead-letter, decode-failure and error series
+// exist from the start, at 0, so that dashboards and increase() alerts see
+// them before the first failure.
+func TestMetricsStartAtZero(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Brokers = []string{"127.0.0.1:9"}
+	reg := prometheus.NewRegistry()
+	if _, err := New(cfg, newEngine(t), Options{Logger: quietLogger(), Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	for name, n := range map[string]int{"vigil_kafka_dead_lettered_total": 4, "vigil_kafka_decode_failures_total": 3, "vigil_kafka_errors_total": 6} {
+		if got, err := testutil.GatherAndCount(reg, name); err != nil || got != n {
+			t.Errorf("%s: %d series (%v), want %d", name, got, err, n)
+		}
+	}
 }

@@ -67,6 +67,17 @@ func newMetrics(reg prometheus.Registerer, topic string) *metrics {
 	m.rebuildTime = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vigil_kafka_rebuild_seconds", ConstLabels: cl, Help: "Time to rebuild the windows of a newly assigned partition.",
 		Buckets: prometheus.ExponentialBuckets(0.01, 4, 9)})
 	m.decisionsSent = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_kafka_decisions_produced_total", ConstLabels: cl, Help: "Decision records acknowledged by the decisions topic."})
+	// Every known series from the start, at 0: dashboards and increase()
+	// alerts see a value before the first failure.
+	for _, code := range []string{CodeInvalid, CodePAN, CodeIDReused, CodeTooLarge} {
+		m.deadLettered.WithLabelValues(code)
+		if code != CodeIDReused {
+			m.decodeFailed.WithLabelValues(code)
+		}
+	}
+	for _, op := range []string{"fetch", "produce", "commit", "group", "offsets", "topics"} {
+		m.errors.WithLabelValues(op)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.events, m.deadLettered, m.decodeFailed, m.lag, m.watermark, m.late, e2e, m.errors, m.assigned, m.ready, m.generations, m.batch, m.rebuildTime, m.decisionsSent} {
 			reg.MustRegister(c)
