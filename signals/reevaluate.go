@@ -84,19 +84,25 @@ func CandidateSchema(base *features.Schema, storedNums, storedStrs []string) (*f
 func candidateWarnings(set *rules.Set, stored map[string]bool) []string {
 	var out []string
 	for _, r := range set.Rules {
-		var miss []string
+		var feats, fields []string
 		for _, f := range r.Features {
 			if !stored[f] {
-				miss = append(miss, f)
+				feats = append(feats, f)
 			}
 		}
 		for _, f := range r.Fields {
 			if slices.Contains(UnstoredFields, f) || strings.HasPrefix(f, "attributes.") {
-				miss = append(miss, f)
+				fields = append(fields, f)
 			}
 		}
-		if len(miss) > 0 {
-			out = append(out, fmt.Sprintf("rule %s reads %s, not stored in signals: evaluated as missing", r.Name, strings.Join(miss, ", ")))
+		if len(feats) > 0 {
+			// Not stored, or stored with no value on any row in the window
+			// (a string feature is stored only when it has one).
+			out = append(out, fmt.Sprintf("rule %s reads %s, with a value on no stored row (not read by the recorded rules, or missing on every row): evaluated as missing",
+				r.Name, strings.Join(feats, ", ")))
+		}
+		if len(fields) > 0 {
+			out = append(out, fmt.Sprintf("rule %s reads %s, not stored in signals: evaluated as missing", r.Name, strings.Join(fields, ", ")))
 		}
 	}
 	return out

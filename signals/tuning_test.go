@@ -363,3 +363,25 @@ func TestCandidateSchemaTypes(t *testing.T) {
 		})
 	}
 }
+
+// TestCandidateWarnings: a feature with a value on no stored row is named
+// as such (it may be one the recorded rules read, missing on every row),
+// apart from the event fields signals never store.
+func TestCandidateWarnings(t *testing.T) {
+	schema, err := features.NewSchema([]features.Field{{Name: "ip_country", Type: features.String}, {Name: "card_count_1h", Type: features.Number}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := "rules:\n  - {name: geo, when: 'ip_country == \"KP\" and card_count_1h > 1', action: pause, score: 1, reason: G}\n" +
+		"  - {name: ua, when: 'device.user_agent == \"x\"', action: pause, score: 1, reason: U}\n"
+	set, err := rules.Compile([]rules.Source{{Name: "r.yaml", Data: []byte(src)}}, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(candidateWarnings(set, map[string]bool{"card_count_1h": true}), "\n")
+	want := "rule geo reads ip_country, with a value on no stored row (not read by the recorded rules, or missing on every row): evaluated as missing\n" +
+		"rule ua reads device.user_agent, not stored in signals: evaluated as missing"
+	if got != want {
+		t.Errorf("warnings:\n%s\nwant:\n%s", got, want)
+	}
+}
