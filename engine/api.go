@@ -288,7 +288,20 @@ func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 	}
 	changed, err := a.reloader.Reload(rules.WithActor(r.Context(), "key:"+KeyID(r.Context())), "api")
 	if err != nil {
-		writeError(w, r, http.StatusUnprocessableEntity, "reload_failed", err.Error(), nil)
+		// one field per problem: its position (file:line:col) and what is wrong
+		var fields []event.FieldError
+		for _, e := range rules.Errors(err) {
+			msg := e.Err.Error()
+			if e.Rule != "" {
+				msg = fmt.Sprintf("rule %q: %s", e.Rule, msg)
+			}
+			path := ""
+			if e.Pos.File != "" {
+				path = e.Pos.String()
+			}
+			fields = append(fields, event.FieldError{Path: path, Reason: msg})
+		}
+		writeError(w, r, http.StatusUnprocessableEntity, "reload_failed", err.Error(), fields)
 		return
 	}
 	status := "reloaded"

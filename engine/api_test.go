@@ -80,10 +80,14 @@ func newTestEngineWith(t testing.TB, o Options) *Engine {
 type fakeReloader struct {
 	calls int
 	load  func() // what the reload does; nil: the files had not changed
+	fail  error  // returned instead, when set
 }
 
 func (f *fakeReloader) Reload(context.Context, string) (bool, error) {
 	f.calls++
+	if f.fail != nil {
+		return false, f.fail
+	}
 	if f.load != nil {
 		f.load()
 		return true, nil
@@ -114,6 +118,16 @@ func TestReloadSaysWhetherTheRulesChanged(t *testing.T) {
 	_, body := do(t, srv, "POST", "/-/reload", adminKey, "")
 	if !strings.Contains(string(body), `"status":"reloaded"`) || !strings.Contains(string(body), e.Rules().Current().VersionString()) {
 		t.Errorf("new rules: %s", body)
+	}
+	// A failed reload lists each problem as a field: position and reason.
+	_, cerr := rules.Compile([]rules.Source{{Name: "bad.yaml", Data: []byte("rules:\n  - {name: x, when: amount >, action: pause, score: 1, reason: X}\n  - {name: y, when: nope > 1, action: pause, score: 1, reason: Y}\n")}}, e.Features().Schema())
+	rl.load, rl.fail = nil, cerr
+	resp, body := do(t, srv, "POST", "/-/reload", adminKey, "")
+	var ae apiError
+	json.Unmarshal(body, &ae)
+	if resp.StatusCode != http.StatusUnprocessableEntity || ae.Error.Code != "reload_failed" || len(ae.Error.Fields) != 2 ||
+		!strings.HasPrefix(ae.Error.Fields[0].Path, "bad.yaml:2:") || !strings.HasPrefix(ae.Error.Fields[1].Reason, `rule "y": unknown name nope`) {
+		t.Errorf("failed reload: %d %s", resp.StatusCode, body)
 	}
 }
 

@@ -92,7 +92,7 @@ type Expectation struct {
 	Reasons  *[]string      `yaml:"reasons"` // the reason codes, in the decision's order
 	Features map[string]any `yaml:"features"`
 	Line     int            `yaml:"-"`
-	nulls    []string       // keys given without a value
+	nulls    []*yaml.Node   // keys given without a value
 }
 
 // ScoreRange is an expected score: 40, "40..60", or {min: 40, max: 60}.
@@ -226,7 +226,7 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 				errs.add(Pos{name, x.Line, 1}, "", "test %q: unknown decision %q", tc.Name, x.Decision)
 			}
 			for _, k := range x.nulls { // an empty key would check nothing
-				errs.add(Pos{name, x.Line, 1}, "", "test %q: expect: %s has no value (write [] for none, or leave the key out)", tc.Name, k)
+				errs.add(Pos{name, k.Line, k.Column}, "", "test %q: expect: %s has no value (write [] for none, or leave the key out)", tc.Name, k.Value)
 			}
 		}
 	}
@@ -259,7 +259,7 @@ func positions(root *yaml.Node, f *TestFile) {
 							tc.Expect[x].Line = e.Line
 							for m := 0; m+1 < len(e.Content); m += 2 {
 								if e.Content[m+1].Tag == "!!null" {
-									tc.Expect[x].nulls = append(tc.Expect[x].nulls, e.Content[m].Value)
+									tc.Expect[x].nulls = append(tc.Expect[x].nulls, e.Content[m])
 								}
 							}
 						}

@@ -188,7 +188,7 @@ func TestParseTestFileErrors(t *testing.T) {
 			`score: min 60 is above max 10`},
 		// a key without a value would check nothing
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect:\n      - id: t1\n        hits:\n        reasons:\n",
-			`t.yaml:5:1: test "a": expect: hits has no value (write [] for none, or leave the key out)`},
+			`t.yaml:6:9: test "a": expect: hits has no value (write [] for none, or leave the key out)`},
 	} {
 		_, err := ParseTestFile("t.yaml", []byte(tc.src))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
