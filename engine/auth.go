@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -68,6 +69,15 @@ func LoadKeyring(path string) (*Keyring, error) {
 // ParseKeyring parses a keys file's content strictly.
 func ParseKeyring(name string, data []byte) (*Keyring, error) {
 	var f keysFile
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("api keys %s: %w", name, err)
+	}
+	// every shape problem at once, by line and key (keys[1].scope: unknown
+	// key, did you mean scopes?), as the config file's
+	if err := checkShape(&doc, reflect.TypeOf(&f)); err != nil {
+		return nil, fmt.Errorf("api keys %s:\n%w", name, err)
+	}
 	d := yaml.NewDecoder(bytes.NewReader(data))
 	d.KnownFields(true)
 	if err := d.Decode(&f); err != nil {

@@ -118,7 +118,8 @@ func TestKeyringErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"keys: []\n", "no keys"},
 		{"keys:\n  - id: a\n    sha256: abc\n    scopes: [score]\n", "64 hex digits"},
-		{"keys:\n  - id: a\n    secret: abc\n", "field secret not found"},
+		{"keys:\n  - id: a\n    secret: abc\n", "line 3:5: keys[0].secret: unknown key"},
+		{"keys:\n  - id: a\n    sha256: " + strings.Repeat("ab", 32) + "\n    scope: [score]\n", "line 4:5: keys[0].scope: unknown key (did you mean scopes?)"},
 		{"keys:\n  - id: a\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [root]\n", "unknown scope"},
 		{"keys:\n  - sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [score]\n", "id is required"},
 		{"keys:\n  -\n", "key 1: empty entry"},
