@@ -27,6 +27,14 @@ Usage:
   vigil version                  print the version
 
 Run 'vigil COMMAND -h' for a command's flags.
+
+Environment (secrets never go in files of the repository or the config):
+  VIGIL_API_KEY              a full-scope API key for serve (else a keys file, or a
+                             development key generated on a loopback address)
+  VIGIL_FINGERPRINT_KEY      key of derived device fingerprints (else features.fingerprint_key_file)
+  VIGIL_KAFKA_PASSWORD       SASL password (else kafka.sasl.password_file / password_env)
+  VIGIL_CLICKHOUSE_PASSWORD  ClickHouse password (else signals.password_file / password_env)
+  VIGIL_KAFKA_BROKERS        default --brokers of vigil produce
 `
 
 func main() {
