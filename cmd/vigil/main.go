@@ -28,7 +28,7 @@ Usage:
 
 Run 'vigil COMMAND -h' for a command's flags.
 
-Environment (secrets never go in files of the repository or the config):
+Environment (secrets come from these variables or from files the config names, never from the config itself):
   VIGIL_API_KEY              a full-scope API key for serve (else a keys file, or a
                              development key generated on a loopback address)
   VIGIL_FINGERPRINT_KEY      key of derived device fingerprints (else features.fingerprint_key_file)
