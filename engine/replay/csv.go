@@ -131,6 +131,9 @@ func ReadCSV(r io.Reader, m Mapping) (*Dataset, error) {
 		targets[i] = t
 	}
 	if len(errs) > 0 {
+		if slices.Contains(head, "TRANSACTION_ID") && slices.Contains(head, "TX_AMOUNT") {
+			errs = append([]error{errors.New("this looks like the Fraud Detection Handbook layout: use --format fdh")}, errs...)
+		}
 		return nil, errors.Join(errs...)
 	}
 	if _, ok := seen["time"]; !ok {
