@@ -135,3 +135,14 @@ func TestSignalsHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestTuneSaysWhereClickHouseIs: a tune that cannot reach ClickHouse says
+// which address it tried and how to set it.
+func TestTuneSaysWhereClickHouseIs(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := dispatch([]string{"tune", "--addr", "127.0.0.1:1"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "vigil tune: latest ruleset:") || strings.Contains(errb.String(), "tune: tune:") ||
+		!strings.Contains(errb.String(), "no ClickHouse answers at 127.0.0.1:1: set --config FILE") {
+		t.Errorf("code %d: %s", code, errb.String())
+	}
+}

@@ -79,7 +79,7 @@ func cmdTune(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "vigil tune:", err)
+		fmt.Fprintln(stderr, "vigil tune: "+strings.TrimPrefix(err.Error(), "tune: ")+tuneHint(err, cfg))
 		return 1
 	}
 	if *asJSON {
@@ -138,4 +138,17 @@ func parseWindow(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a positive duration like 7d or 36h", s)
 	}
 	return d, nil
+}
+
+// tuneHint says what to do about the usual failures: ClickHouse not where
+// the flags say, or no schema in the database yet.
+func tuneHint(err error, cfg signals.Config) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "code: 81"), strings.Contains(msg, "code: 60"): // unknown database or table
+		return fmt.Sprintf("\n(no signals in database %s on %s: is it the one vigil serve writes to? set --config or --database; a new database needs vigil signals migrate)", cfg.Database, cfg.Addr)
+	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "dial tcp"), strings.Contains(msg, "i/o timeout"):
+		return fmt.Sprintf("\n(no ClickHouse answers at %s: set --config FILE (its signals: section) or --addr HOST:PORT)", cfg.Addr)
+	}
+	return ""
 }
