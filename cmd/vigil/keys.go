@@ -20,7 +20,7 @@ func cmdKeys(args []string, stdout, stderr io.Writer) int {
 	id := fs.String("id", "", "key id, shown in logs (required)")
 	scopes := fs.String("scopes", "score", "comma-separated scopes: score, rules:read, labels, metrics, admin")
 	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *id == "" {
 		fmt.Fprintln(stderr, "vigil keys generate: --id is required")

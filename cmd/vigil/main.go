@@ -3,6 +3,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -71,4 +73,13 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", args[0], usage)
 	return 2
+}
+
+// flagExit is the exit code after a flag parsing error: 0 for -h or
+// --help (the usage was asked for and printed), 2 (usage) otherwise.
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return exitUsage
 }

@@ -233,3 +233,19 @@ func TestKeysGenerate(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpExitsZero: -h on any command prints its usage and exits 0 (it
+// was asked for); a bad flag exits 2.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"serve", "-h"}, {"replay", "--help"}, {"produce", "-h"}, {"tune", "-h"}, {"keys", "generate", "-h"},
+		{"rules", "check", "-h"}, {"rules", "test", "-h"}, {"signals", "status", "-h"}} {
+		var out, errb bytes.Buffer
+		if code := dispatch(args, &out, &errb); code != 0 || errb.Len()+out.Len() == 0 {
+			t.Errorf("%v: code %d, no usage printed: %q", args, code, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"serve", "--no-such-flag"}, &out, &errb); code != 2 {
+		t.Errorf("a bad flag: code %d", code)
+	}
+}

@@ -60,7 +60,7 @@ func cmdProduce(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&gen.Label, "label", false, "add attributes.pattern (the injected pattern, or none) to every event")
 	fs.StringVar(&gen.IDPrefix, "id-prefix", "", "event id prefix (default tx_<seed>_<start time>_)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vigil produce: unexpected argument %q\n", fs.Arg(0))

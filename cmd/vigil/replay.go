@@ -49,9 +49,12 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	geoip := fs.String("geoip", "", "MaxMind-format IP geolocation database for the features engine")
 	if _, err := parseArgs(fs, args); err != nil {
-		return exitUsage
+		return flagExit(err)
 	}
 	if fs.NArg() > 0 || *eventsFile == "" {
+		if *eventsFile == "" {
+			fmt.Fprintln(stderr, "vigil replay: --events FILE is required")
+		}
 		fs.Usage()
 		return exitUsage
 	}

@@ -165,7 +165,7 @@ func cmdRulesCheck(args []string, stdout, stderr io.Writer) int {
 	featuresFile := fset.String("features", "", "feature definitions file (default: embedded)")
 	pos, err := parseArgs(fset, args)
 	if err != nil {
-		return exitUsage
+		return flagExit(err)
 	}
 	dir, _, srcs, set, code := loadRuleset("check", pos, *featuresFile, "", stderr)
 	if code != exitOK {

@@ -21,7 +21,7 @@ func cmdRulesDump(args []string, stdout, stderr io.Writer) int {
 	force := fset.Bool("force", false, "overwrite existing files")
 	pos, err := parseArgs(fset, args)
 	if err != nil {
-		return exitUsage
+		return flagExit(err)
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "usage: vigil rules dump [--force] DIR")

@@ -29,7 +29,7 @@ func cmdRulesExplain(args []string, stdout, stderr io.Writer) int {
 	geoip := fset.String("geoip", "", "MaxMind-format IP geolocation database for the features engine")
 	pos, err := parseArgs(fset, args)
 	if err != nil {
-		return exitUsage
+		return flagExit(err)
 	}
 	if *eventFile == "" {
 		fmt.Fprintln(stderr, "usage: vigil rules explain [DIR] --event FILE [--features FILE] [--json] [--all]")

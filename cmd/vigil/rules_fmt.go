@@ -23,7 +23,7 @@ func cmdRulesFmt(args []string, stdout, stderr io.Writer) int {
 	list := fset.Bool("l", false, "list the files that are not in canonical form; exit 1 if any")
 	pos, err := parseArgs(fset, args)
 	if err != nil {
-		return exitUsage
+		return flagExit(err)
 	}
 	if len(pos) == 0 {
 		fmt.Fprintln(stderr, "usage: vigil rules fmt [-w | -l] FILE|DIR...")

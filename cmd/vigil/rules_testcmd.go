@@ -23,7 +23,7 @@ func cmdRulesTest(args []string, stdout, stderr io.Writer) int {
 	geoip := fset.String("geoip", "", "MaxMind-format IP geolocation database for the features engine (runs the tests that require geoip)")
 	pos, err := parseArgs(fset, args)
 	if err != nil {
-		return exitUsage
+		return flagExit(err)
 	}
 	var filter *regexp.Regexp
 	if *run != "" {

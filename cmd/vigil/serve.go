@@ -42,7 +42,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	logLevel := fset.String("log-level", "", "debug, info, warn or error (overrides the config)")
 	checkOnly := fset.Bool("check-config", false, "validate the configuration, rules and keys, then exit")
 	if err := fset.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if fset.NArg() > 0 { // flags after it would be ignored too
 		fmt.Fprintf(stderr, "vigil serve: unexpected argument %q (options are flags: --rules DIR, --config FILE...)\n", fset.Arg(0))

@@ -72,7 +72,7 @@ func cmdSignals(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	cfg, err := sf.load()
 	if err != nil {

@@ -41,7 +41,7 @@ func cmdTune(args []string, stdout, stderr io.Writer) int {
 	step := fs.Int("step", 5, "print every STEP-th threshold")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	window, err := parseWindow(*since)
 	if err != nil {
