@@ -13,8 +13,11 @@ FUZZ_TARGETS := ./engine/event:FuzzDecode ./engine/event:FuzzDecodeFast ./engine
 
 all: build
 
+# the commit the binary is built from, shown by vigil version
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/vigil
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/vigil
 
 ## run: build and start vigil on the embedded default (127.0.0.1:8080)
 run: build

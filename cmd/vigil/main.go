@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 )
 
 var version = "dev"
@@ -65,7 +66,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	case "produce":
 		return cmdProduce(args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "vigil", version)
+		fmt.Fprintln(stdout, "vigil", versionString())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -82,4 +83,29 @@ func flagExit(err error) int {
 		return 0
 	}
 	return exitUsage
+}
+
+// versionString is the version set at link time, else the commit the
+// binary was built from (go build records it), else "dev".
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+modified"
+		}
+	}
+	if rev == "" {
+		return version
+	}
+	return "dev-" + rev + dirty
 }

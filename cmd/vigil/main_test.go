@@ -249,3 +249,10 @@ func TestHelpExitsZero(t *testing.T) {
 		t.Errorf("a bad flag: code %d", code)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "vigil ") {
+		t.Errorf("code %d: %q", code, out.String())
+	}
+}
