@@ -360,6 +360,9 @@ func newConfig() *conf.Config {
 // expr bytecode. Errors carry the position in the rule file.
 func compileRule(def RuleDef, env *compileEnv) (r *Rule, err error) {
 	fail := func(loc file.Location, msg string) error {
+		if def.whenCut {
+			msg += ` (the line goes on after " #", which YAML reads as a comment: quote the expression to use # in it)`
+		}
 		return &Error{Pos: def.whenSpan.at(def.When, loc.From, def.WhenPos), Rule: def.Name, Err: errors.New(msg)}
 	}
 	exprErr := func(e error) error {

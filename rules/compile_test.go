@@ -181,3 +181,17 @@ func TestVersionIgnoresDirectory(t *testing.T) {
 		}
 	}
 }
+
+// TestWhenCutByComment: an unquoted when holding " #" is cut by YAML; the
+// error says so.
+func TestWhenCutByComment(t *testing.T) {
+	src := "rules:\n  - name: c\n    when: any([card_count_1h, 2], # > 3)\n    action: pause\n    score: 1\n    reason: C\n"
+	_, err := Compile([]Source{{Name: "r.yaml", Data: []byte(src)}}, contractSchema(t))
+	if err == nil || !strings.Contains(err.Error(), "quote the expression to use # in it") {
+		t.Errorf("err = %v", err)
+	}
+	src = "rules:\n  - name: c\n    when: amount >  # a comment\n    action: pause\n    score: 1\n    reason: C\n"
+	if _, err := Compile([]Source{{Name: "r.yaml", Data: []byte(src)}}, contractSchema(t)); err == nil || !strings.Contains(err.Error(), `after " #"`) {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -92,6 +92,7 @@ type RuleDef struct {
 
 	whenSpan   span // where When is in the file, for error positions
 	compilable bool // When is there and not too long
+	whenCut    bool // a YAML comment follows an unquoted When: maybe a # it meant
 }
 
 // RolloutPercent is the rule's rollout, 100 when not set.
@@ -427,6 +428,7 @@ func (d *decoder) rule(n *yaml.Node) RuleDef {
 		case "when":
 			r.When, haveWhen = d.str(v, "when", name), true
 			r.whenSpan = d.span(v)
+			r.whenCut = v.LineComment != "" && v.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0
 			first := len(r.When) - len(strings.TrimLeft(r.When, " \t\n"))
 			r.WhenPos = r.whenSpan.at(r.When, len([]rune(r.When[:first])), d.pos(v))
 		case "action":
