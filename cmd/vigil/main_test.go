@@ -256,3 +256,17 @@ func TestVersion(t *testing.T) {
 		t.Errorf("code %d: %q", code, out.String())
 	}
 }
+
+// TestServeAddressInUse: a taken address says so and how to pick another.
+func TestServeAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	t.Setenv("VIGIL_API_KEY", "a-long-enough-test-secret")
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"serve", "--listen", ln.Addr().String()}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "choose another address with --listen") {
+		t.Errorf("code %d: %s", code, errb.String())
+	}
+}

@@ -288,6 +288,9 @@ func (s *server) run(stdout io.Writer) error {
 	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%w: another process (another vigil?) listens on %s; choose another address with --listen HOST:PORT", err, s.cfg.Listen)
+		}
 		return err
 	}
 	if tlsConf != nil {
