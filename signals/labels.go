@@ -258,7 +258,19 @@ func (w *Writer) InsertLabels(ctx context.Context, labels []Label) error {
 			return err
 		}
 	}
-	if err := w.storeAndFeed(ctx, labels); err != nil {
+	err := w.storeAndFeed(ctx, labels)
+	if err != nil && ctx.Err() == nil {
+		// Once more on a fresh attempt: a pooled connection the server has
+		// closed fails the first use. Labels are idempotent (the table keeps
+		// one row per event and label), so a retry cannot double them.
+		w.log.Warn("signals: labels insert failed; retrying once", "labels", len(labels), "err", err)
+		select {
+		case <-time.After(100 * time.Millisecond):
+			err = w.storeAndFeed(ctx, labels)
+		case <-ctx.Done():
+		}
+	}
+	if err != nil {
 		return err
 	}
 	w.m.labelsWritten.Add(float64(len(labels)))

@@ -186,7 +186,7 @@ signals:
 		return conn.QueryRow(context.Background(), "SELECT count() FROM "+db+".signals WHERE event_id = 'lbl_1'").Scan(&n) == nil && n == 1
 	}, &stderr)
 	if code, out := call("POST", "/v1/labels", fmt.Sprintf(`{"labels":[{"event_id":"lbl_1","label":"chargeback","labelled_at":%q}]}`, known.UTC().Format(time.RFC3339))); code != 200 {
-		t.Fatalf("label lbl_1: %d %s", code, out)
+		t.Fatalf("label lbl_1: %d %s\nstderr:\n%s", code, out, stderr.String())
 	}
 	code, out = call("POST", "/v1/score?explain=true", tx("lbl_2", t2))
 	var later struct {
