@@ -45,9 +45,9 @@ type Engine struct {
 	labelsSeen atomic.Bool  // whether ObserveLabel was ever called
 	labelsOn   bool         // Options.Labels: keep label_rate state
 
-	tracked   atomic.Int64
-	watermark atomic.Uint32
-	lastWarn  atomic.Int64
+	tracked  atomic.Int64
+	newest2  atomic.Uint64 // the two newest event times seen, packed (see advance)
+	lastWarn atomic.Int64
 }
 
 // statelessPlan is a feature of the event alone: value, distance, mismatch.
@@ -348,24 +348,31 @@ func (e *Engine) Observe(ev *event.Event, v *Vector) { e.run(ev, v, true) }
 // caches: HyperLogLog estimates, geo lookups).
 func (e *Engine) Peek(ev *event.Event, v *Vector) { e.run(ev, v, false) }
 
-// advance moves the watermark (the newest event time, which decides when
-// entities are idle or expired) towards t, by at most the lateness (and a
-// minute) per event: one event dated ahead of the others (the API accepts
-// some clock skew; a replay accepts any time) must not make every entity
-// look idle. A stream that really jumps ahead catches up in a few events.
+// advance records t among the two newest event times seen. The
+// watermark, which decides when entities are idle or expired, is the
+// second newest (watermark): one event dated far ahead of the others (the
+// API accepts some clock skew, a replay any time) cannot make every entity
+// look idle, and a sparse stream is followed event by event.
 func (e *Engine) advance(t uint32) {
-	step := uint32(max(e.lateness, 0) + 60)
 	for {
-		wm := e.watermark.Load()
-		next := t
-		if wm != 0 && next > wm+step {
-			next = wm + step
+		old := e.newest2.Load()
+		first, second := uint32(old>>32), uint32(old)
+		switch {
+		case t > first:
+			first, second = t, first
+		case t > second: // below the newest, or a second event at its time
+			second = t
+		default:
+			return
 		}
-		if next <= wm || e.watermark.CompareAndSwap(wm, next) {
+		if e.newest2.CompareAndSwap(old, uint64(first)<<32|uint64(second)) {
 			return
 		}
 	}
 }
+
+// watermark is the second newest event time seen (0 before two).
+func (e *Engine) watermark() uint32 { return uint32(e.newest2.Load()) }
 
 func (e *Engine) run(ev *event.Event, v *Vector, record bool) {
 	v.Reset()

@@ -114,3 +114,21 @@ func TestOverflowIsMissing(t *testing.T) {
 		t.Errorf("s_1m = %v, present", x)
 	}
 }
+
+// TestSparseStreamWatermark: a stream sparser than the lateness (a card
+// every 30 minutes) keeps the watermark with it: entities idle for hours
+// are dropped as idle, not as active (a watermark capped per event fell
+// behind for good).
+func TestSparseStreamWatermark(t *testing.T) {
+	e := mustEngine(t, "features:\n  - {name: card_count, entity: card.token, aggregate: count, windows: [1h]}\n", Options{MaxEntities: 10})
+	v := NewVector(e.Schema())
+	for i := range 100 {
+		e.Observe(&event.Event{Time: t0.Add(time.Duration(i) * 30 * time.Minute), Card: event.Card{Token: fmt.Sprint("c", i)}}, v)
+	}
+	if st := e.Stats(); st.EvictedActive > 5 || st.EvictedIdle < 85 {
+		t.Errorf("idle cards dropped as active: %+v", st)
+	}
+	if lag := t0.Add(99*30*time.Minute).Unix() - int64(e.watermark()); lag > 30*60 {
+		t.Errorf("watermark %d s behind the newest event", lag)
+	}
+}

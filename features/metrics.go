@@ -20,7 +20,7 @@ var (
 	descLate      = prometheus.NewDesc("vigil_features_late_events_total", "Events behind their entity's newest: accepted within the lateness (recorded) or dropped (not recorded).", []string{"entity", "outcome"}, nil)
 	descSketches  = prometheus.NewDesc("vigil_features_distinct_sketches_total", "Distinct-count sets that outgrew exact counting and became HyperLogLog sketches.", nil, nil)
 	descGeo       = prometheus.NewDesc("vigil_features_geo_lookups_total", "IP geography lookups: cache hit, miss (database read), error.", []string{"result"}, nil)
-	descWatermark = prometheus.NewDesc("vigil_features_watermark_seconds", "Newest event time seen (Unix seconds).", nil, nil)
+	descWatermark = prometheus.NewDesc("vigil_features_watermark_seconds", "The watermark: the second newest event time seen (Unix seconds), against which entities are idle or expired.", nil, nil)
 )
 
 type collector struct{ e *Engine }
@@ -47,7 +47,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descGeo, prometheus.CounterValue, float64(m.geoHits.Load()), "hit")
 	ch <- prometheus.MustNewConstMetric(descGeo, prometheus.CounterValue, float64(m.geoMisses.Load()), "miss")
 	ch <- prometheus.MustNewConstMetric(descGeo, prometheus.CounterValue, float64(m.geoErrors.Load()), "error")
-	ch <- prometheus.MustNewConstMetric(descWatermark, prometheus.GaugeValue, float64(e.watermark.Load()))
+	ch <- prometheus.MustNewConstMetric(descWatermark, prometheus.GaugeValue, float64(e.watermark()))
 }
 
 // Register registers the engine's metrics: vigil_features_entities{entity},

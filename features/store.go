@@ -127,7 +127,7 @@ func (e *Engine) remove(k *kind, sh *shard, key uint64) {
 // create adds an entity for key in sh (locked), first making room: now and
 // then entities past the retention go; at the cap, one entity goes.
 func (e *Engine) create(k *kind, sh *shard, key uint64) *entity {
-	wm := int64(e.watermark.Load())
+	wm := int64(e.watermark())
 	sh.creates++
 	if sh.creates%sweepEvery == 0 {
 		var expired [evictSample]uint64
@@ -190,17 +190,29 @@ func (e *Engine) makeRoom(k *kind, sh *shard, newKey uint64, wm int64) {
 		o.mu.Unlock()
 	}
 	if !ok {
-		// This shard is empty: drop from another one.
+		// This shard is empty (the kind has few entities): drop from
+		// another one, an idle entity if any shard's oldest is.
 		from := k.cursor.Add(1)
 		for j := range numShards { // every shard once
 			o := &k.shards[(from+uint32(j))%numShards]
-			if o != sh && o.mu.TryLock() {
-				if okey, _, ok := o.oldest(start); ok {
-					other, key = o, okey
-					break
-				}
-				o.mu.Unlock()
+			if o == sh || !o.mu.TryLock() {
+				continue
 			}
+			okey, onewest, ok := o.oldest(start)
+			if ok && idle(onewest) {
+				if other != nil {
+					other.mu.Unlock()
+				}
+				evicted.Add(1)
+				e.remove(k, o, okey)
+				o.mu.Unlock()
+				return
+			}
+			if ok && other == nil {
+				other, key = o, okey // the first non-empty one, kept locked
+				continue
+			}
+			o.mu.Unlock()
 		}
 		if other == nil {
 			return // nothing to drop without waiting: exceed the cap by one
