@@ -339,7 +339,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err := enc.Encode(v); err != nil { // never a 200 with an empty body
 		buf.Reset()
 		status = http.StatusInternalServerError
-		fmt.Fprintf(buf, `{"error":{"code":"internal","message":"the response could not be encoded"}}`+"\n")
+		buf.WriteString(`{"error":{"code":"internal","message":"the response could not be encoded"}}` + "\n")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))

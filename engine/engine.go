@@ -229,7 +229,8 @@ func (e *Engine) replay(ctx context.Context, entry *recentEntry, digest uint64, 
 // longest window of history: an event older than the idempotency
 // retention is not remembered (live scoring would have forgotten it by
 // now; the rebuild dedupes those itself), a newer one is remembered as of
-// its own time, so that it expires when it would have. A rebuild thus
+// its own time, so that it expires about when it would have (at the latest
+// a retention later: the store expires in the order it was filled). A rebuild thus
 // adds at most a retention's worth of a partition's events to the store,
 // as live scoring of them did.
 func (e *Engine) claimTime(ev *event.Event, source string) (time.Time, bool) {

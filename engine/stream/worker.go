@@ -295,7 +295,10 @@ func (w *worker) process(ctx context.Context, batch []kafka.Message) *outBatch {
 			out.msgs = w.deadLetter(out.msgs, m, err, true)
 			continue
 		}
-		if rebuild && w.dedupe != nil && ev.Time.Before(now.Add(-w.dedupe.retention)) && w.dedupe.again(ev.ID, ev.Time) {
+		// The engine remembers rebuilt events newer than the retention (as of
+		// its own clock, read a little later than now): the rebuild dedupes
+		// the older ones, with a minute of overlap so that none falls between.
+		if rebuild && w.dedupe != nil && ev.Time.Before(now.Add(time.Minute-w.dedupe.retention)) && w.dedupe.again(ev.ID, ev.Time) {
 			c.m.rebuildDup.Inc() // a redelivered copy: counted once, as when it was live
 			continue
 		}
