@@ -3,6 +3,7 @@ package features
 import (
 	"math"
 	"math/bits"
+	"unsafe"
 
 	"github.com/axiomhq/hyperloglog"
 )
@@ -35,6 +36,7 @@ type setPlan struct {
 	precision uint8
 	keep      int64 // seconds of history kept: longest window + lateness
 	lateness  int64
+	sig       string // the state's layout across engines (see seriesPlan.sig)
 	outs      []setOut
 	index     int
 	key       string
@@ -67,6 +69,20 @@ const setInline = 4
 func (s *valueSet) init() {
 	s.vals = s.inline[:0:setInline]
 	s.recent = s.rinline[:0:len(s.rinline)]
+}
+
+// moveTo moves the set to d (an initialized set that is then its only
+// copy): its storage inside the set itself moves with it.
+func (s *valueSet) moveTo(d *valueSet) {
+	*d = *s
+	if unsafe.SliceData(s.vals) == &s.inline[0] {
+		d.vals = d.inline[:len(s.vals):setInline]
+	}
+	if unsafe.SliceData(s.recent) == &s.rinline[0] {
+		d.recent = d.rinline[:len(s.recent):len(d.rinline)]
+	}
+	*s = valueSet{}
+	s.init()
 }
 
 type setVal struct {

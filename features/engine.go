@@ -32,8 +32,9 @@ type Engine struct {
 	geo       *geoDB
 	fp        *fingerprinter
 	valueSeed maphash.Seed
-	m         metrics
+	m         *metrics // shared with successors
 	log       *slog.Logger
+	opts      Options // as given, with defaults: a successor's
 
 	maxEntities int64
 	lateness    int64 // seconds
@@ -45,9 +46,11 @@ type Engine struct {
 	labelsSeen atomic.Bool  // whether ObserveLabel was ever called
 	labelsOn   bool         // Options.Labels: keep label_rate state
 
-	tracked  atomic.Int64
+	tracked  *atomic.Int64 // entities of every kind; shared with successors
 	newest2  atomic.Uint64 // the two newest event times seen, packed (see advance)
 	lastWarn atomic.Int64
+	next     atomic.Pointer[Engine] // the successor once activated (successor.go)
+	prev     *Engine                // the engine this one succeeds, until activated
 }
 
 // statelessPlan is a feature of the event alone: value, distance, mismatch.
@@ -86,8 +89,8 @@ func New(f *File, opts ...Options) (*Engine, error) {
 		return nil, fmt.Errorf("features: %w", err)
 	}
 	o = o.withDefaults()
-	e := &Engine{valueSeed: maphash.MakeSeed(), log: o.Logger, maxEntities: int64(o.MaxEntities),
-		lateness: int64(o.Lateness.Seconds()), retention: int64(o.Retention.Seconds()), labelsOn: o.Labels}
+	e := newEngine(o)
+	e.valueSeed, e.m, e.tracked = maphash.MakeSeed(), new(metrics), new(atomic.Int64)
 	key := o.FingerprintKey
 	if key == nil {
 		key = make([]byte, 32)
@@ -98,7 +101,7 @@ func New(f *File, opts ...Options) (*Engine, error) {
 	if err := e.compile(f); err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
-	geo, err := openGeo([]string{o.GeoIPDatabase, o.ASNDatabase}, o.GeoCacheSize, &e.m)
+	geo, err := openGeo([]string{o.GeoIPDatabase, o.ASNDatabase}, o.GeoCacheSize, e.m)
 	if err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
@@ -106,7 +109,15 @@ func New(f *File, opts ...Options) (*Engine, error) {
 	return e, nil
 }
 
-// Close releases the geo databases. The engine must not be used after.
+// newEngine is an engine for options o (with defaults), without
+// definitions, keys or databases.
+func newEngine(o Options) *Engine {
+	return &Engine{opts: o, log: o.Logger, maxEntities: int64(o.MaxEntities), lateness: int64(o.Lateness.Seconds()),
+		retention: int64(o.Retention.Seconds()), labelsOn: o.Labels}
+}
+
+// Close releases the geo databases, which an engine shares with its
+// successors: close one of them, once none is used any more.
 func (e *Engine) Close() error {
 	e.geo.close()
 	return nil
@@ -132,10 +143,7 @@ func (e *Engine) compile(f *File) error {
 		if k, ok := kinds[name]; ok {
 			return k
 		}
-		k := &kind{name: name, key: newEntityKey(d.Entity)}
-		for i := range k.shards {
-			k.shards[i].init()
-		}
+		k := &kind{name: name, key: newEntityKey(d.Entity), kindState: new(kindState)}
 		kinds[name] = k
 		e.kinds = append(e.kinds, k)
 		return k
@@ -191,14 +199,14 @@ func (e *Engine) compile(f *File) error {
 			k := kindOf(d)
 			fs, _ := lookupField(d.Field)
 			k.seen = append(k.seen, &seenPlan{field: fs, filter: fi, lookback: int64(d.Lookback.Seconds()),
-				capacity: d.Capacity, slot: base, index: len(k.seen)})
+				capacity: d.Capacity, slot: base, index: len(k.seen), sig: fmt.Sprintf("%s|%q|%d|%d", d.Field, d.Filter, d.Lookback, d.Capacity)})
 		case KindTravel:
 			k := kindOf(d)
 			loc, _ := locationSource(d.Location)
-			k.travel = append(k.travel, &travelPlan{loc: loc, slot: base, index: len(k.travel)})
+			k.travel = append(k.travel, &travelPlan{loc: loc, slot: base, index: len(k.travel), sig: d.Location})
 		case KindHourOfDay:
 			k := kindOf(d)
-			k.hours = append(k.hours, &hourPlan{filter: fi, minHistory: d.MinHistory, slot: base, index: len(k.hours)})
+			k.hours = append(k.hours, &hourPlan{filter: fi, minHistory: d.MinHistory, slot: base, index: len(k.hours), sig: fmt.Sprintf("%q", d.Filter)})
 		case KindLabelRate:
 			e.labels = append(e.labels, newLabelPlan(d, base))
 		case KindValue:
@@ -233,6 +241,7 @@ func (e *Engine) compile(f *File) error {
 		for _, sp := range k.sets {
 			sp.keep = sp.wins[len(sp.wins)-1] + e.lateness
 			sp.lateness = e.lateness
+			sp.sig = fmt.Sprintf("%s|%v|%d|%d|%d", sp.sig, sp.wins, sp.keep, sp.lateness, sp.indexFrom)
 			for i := range sp.outs {
 				sp.outs[i].win = indexOf(sp.wins, sp.outs[i].wl)
 			}
@@ -240,6 +249,7 @@ func (e *Engine) compile(f *File) error {
 		}
 		k.needExt = len(k.series) > 1 || len(k.sets) > 0 || len(k.seen) > 0 || k.needRecent || len(k.travel) > 0 || len(k.hours) > 0
 		k.history = len(k.recency) > 0 || len(k.seen) > 0 || len(k.travel) > 0 || len(k.hours) > 0
+		k.sig = k.stateSig()
 		longest = max(longest, k.windowSec)
 	}
 	e.horizon = longest + e.lateness
@@ -294,7 +304,8 @@ func (e *Engine) seriesPlanFor(k *kind, d *Definition, fi int) *seriesPlan {
 		}
 	}
 	if sp == nil {
-		sp = &seriesPlan{key: key, res: int64(d.Resolution.Seconds()), filter: fi, scale: 1, index: len(k.series)}
+		sp = &seriesPlan{key: key, res: int64(d.Resolution.Seconds()), filter: fi, scale: 1, index: len(k.series),
+			sig: fmt.Sprintf("%s|%q|%d", field, d.Filter, d.Resolution)}
 		if field != "" {
 			fs, _ := lookupField(field)
 			sp.value = fs.num
@@ -330,7 +341,8 @@ func (e *Engine) setPlanFor(k *kind, d *Definition, fi int) *setPlan {
 	}
 	if sp == nil {
 		fs, _ := lookupField(d.Field)
-		sp = &setPlan{key: key, field: fs, filter: fi, exactUpTo: d.ExactUpTo, indexFrom: defaultIndexFrom, precision: uint8(d.Precision), index: len(k.sets)}
+		sp = &setPlan{key: key, field: fs, filter: fi, exactUpTo: d.ExactUpTo, indexFrom: defaultIndexFrom, precision: uint8(d.Precision), index: len(k.sets),
+			sig: fmt.Sprintf("%s|%q|%d|%d", d.Field, d.Filter, d.ExactUpTo, d.Precision)}
 		k.sets = append(k.sets, sp)
 	}
 	for _, w := range d.Windows {
@@ -446,6 +458,15 @@ func (e *Engine) process(k *kind, key uint64, c *evctx, v *Vector, record bool) 
 	sh := k.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if sh.pending {
+		k.takeOver(sh, int(key>>56))
+	}
+	if sh.moved { // a successor took the state while this event was under way
+		if record {
+			e.m.reloadUnrecorded.Add(1)
+		}
+		record = false
+	}
 	en := sh.t.get(key)
 	found := en != nil
 	if !found {

@@ -13,6 +13,7 @@ type hourPlan struct {
 	minHistory int
 	slot       int
 	index      int
+	sig        string // the state's layout across engines: the filter
 }
 
 type hourHist [24]uint16

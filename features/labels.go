@@ -1,6 +1,7 @@
 package features
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -41,7 +42,14 @@ type labelPlan struct {
 	slots []int   // output slot per window
 	delay int64   // seconds
 	res   int64   // seconds
+	sig   string  // the state's layout: equal sigs can share the state
 
+	*labelState
+}
+
+// labelState is a label_rate plan's per-entity history: what a successor
+// engine shares when the plan is unchanged.
+type labelState struct {
 	shards [labelShards]labelShard
 }
 
@@ -66,11 +74,12 @@ type bucketCount struct{ b, n uint32 }
 type fraudMark struct{ b, known uint32 }
 
 func newLabelPlan(d *Definition, base int) *labelPlan {
-	lp := &labelPlan{key: newEntityKey(d.Entity), delay: int64(d.Delay.Seconds()), res: int64(d.Resolution.Seconds())}
+	lp := &labelPlan{key: newEntityKey(d.Entity), delay: int64(d.Delay.Seconds()), res: int64(d.Resolution.Seconds()), labelState: new(labelState)}
 	for j, w := range d.Windows {
 		lp.wins = append(lp.wins, int64(w.Length/d.Resolution))
 		lp.slots = append(lp.slots, base+j)
 	}
+	lp.sig = fmt.Sprintf("%s|%d|%d|%v", d.EntityName(), lp.delay, lp.res, lp.wins)
 	for i := range lp.shards {
 		lp.shards[i].m = map[uint64]*labelHist{}
 	}
@@ -198,6 +207,7 @@ func (lp *labelPlan) prune(h *labelHist, t, lateness int64) {
 // no labels cannot tell a clean entity from an unknown one). Safe for
 // concurrent use with Observe.
 func (e *Engine) ObserveLabel(ev *event.Event, fraud bool, knownAt time.Time) {
+	e = e.live()
 	if !e.labelsOn {
 		return // Options.Labels is off: no label_rate state is kept
 	}

@@ -12,6 +12,7 @@ type seenPlan struct {
 	capacity int
 	slot     int
 	index    int
+	sig      string // the state's layout across engines
 }
 
 type seenSet struct {

@@ -1,6 +1,7 @@
 package features
 
 import (
+	"fmt"
 	"math"
 	"sort"
 )
@@ -51,6 +52,10 @@ type seriesPlan struct {
 	index   int // position among the kind's series
 	// key identifies a series so that definitions share it.
 	key string
+	// sig identifies the layout of its state across engines (key holds
+	// an engine's filter index): field, filter text and resolution, then
+	// (set by layout) what each bucket and window keeps.
+	sig string
 }
 
 type seriesOut struct {
@@ -78,6 +83,7 @@ func (p *seriesPlan) layout() {
 		p.wstride++
 	}
 	p.hdr = 2 + len(p.wins)*p.wstride
+	p.sig = fmt.Sprintf("%s|%v|%t|%t|%t|%d|%g", p.sig, p.wins, p.sum, p.sq, p.mm, p.keepB, p.scale)
 }
 
 // agg is the count, sum and sum of squares of some buckets, in stored

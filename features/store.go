@@ -29,6 +29,21 @@ type kind struct {
 	windowSec  int64 // longest window, seconds
 	history    bool  // keeps state past its windows: first seen, novelty, hours, travel
 
+	// sig identifies the layout of the kind's state: engines whose kinds
+	// have the same sig can share the state (see successor.go).
+	sig string
+	// from is the predecessor's kind whose state this kind takes over,
+	// shard by shard (nil: nothing to take over); plans maps this kind's
+	// plans to its.
+	from  *kind
+	plans planMap
+
+	*kindState
+}
+
+// kindState is the entities of a kind and their counters: what a
+// successor engine shares when the kind's state layout is unchanged.
+type kindState struct {
 	tracked      atomic.Int64
 	cursor       atomic.Uint32 // eviction probe cursor
 	lateAccepted atomic.Uint64
@@ -45,7 +60,11 @@ type shard struct {
 	mu      sync.Mutex
 	t       table
 	creates uint32 // entities created, to pace the retention sweep
-	_       [64]byte
+	// pending: the entities of the predecessor's shard are still to be
+	// taken over (before any other use); moved: this shard's entities
+	// were handed to a successor, it keeps no state any more.
+	pending, moved bool
+	_              [64]byte
 }
 
 // entity is one tracked key. Raw keys are never stored: the table key is a
@@ -95,8 +114,6 @@ func (x *entityExt) set(i int) *valueSet {
 }
 
 func (k *kind) shardOf(key uint64) *shard { return &k.shards[key>>56] }
-
-func (sh *shard) init() {}
 
 // evictSample is how many entities of a shard are looked at to pick a
 // victim; evictProbes how many other shards are tried for an idle one

@@ -142,6 +142,21 @@ func (t *table) shrink() {
 	}
 }
 
+// each calls fn on every entry. fn must not insert or delete.
+func (t *table) each(fn func(key uint64, en *entity)) {
+	for i := range t.slots {
+		if s := &t.slots[i]; s.key != 0 {
+			fn(s.key, &s.en)
+		}
+	}
+}
+
+// clear drops every entry and the slots.
+func (t *table) clear() {
+	t.slots, t.n = nil, 0
+	t.view.Store(nil)
+}
+
 // sample calls fn on up to n entries starting at a pseudo-random slot.
 func (t *table) sample(start uint64, n int, fn func(key uint64, en *entity)) {
 	if t.n == 0 {

@@ -13,6 +13,7 @@ type travelPlan struct {
 	loc   func(*evctx) (lat, lon float64, ok bool)
 	slot  int
 	index int
+	sig   string // the state's layout across engines: the location
 }
 
 // MinTravelInterval floors the time between two located events.

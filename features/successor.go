@@ -1,0 +1,331 @@
+package features
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// A reload of the definitions builds a successor engine (Successor) that
+// keeps the state of what did not change:
+//
+//   - an entity kind whose state layout is unchanged (same definitions
+//     but for names, help texts and outputs that keep no state) is shared
+//     as it is: the successor reads and updates the very same entities;
+//   - a kind whose layout changed gets new entities, into which every
+//     entity of the predecessor moves when the successor is activated
+//     (Activate), carrying each piece of state whose own layout is
+//     unchanged (a series with the same field, filter, resolution and
+//     windows; a distinct set, novelty set, travel or hour-of-day history
+//     likewise; first and last seen times always) — the other pieces start
+//     empty;
+//   - label_rate history is shared when its definition is unchanged.
+//
+// Between Successor and Activate the predecessor stays the live engine
+// and the successor may be dropped (a rule that no longer compiles, say):
+// Successor changes nothing in the predecessor.
+
+// Takeover says what a successor keeps of its predecessor's state.
+type Takeover struct {
+	Shared []string // entity kinds whose state is shared as it is
+	Moved  []string // entity kinds whose entities move, keeping what they can
+	// Fresh lists the features whose state starts empty: their windows
+	// count only events from now on (a restart does the same to all).
+	Fresh []string
+}
+
+// planMap maps a kind's plans to its predecessor's (-1: none, the state
+// starts empty).
+type planMap struct {
+	series, sets, seen, travel, hours []int
+	recent                            bool // recent times carry over
+}
+
+// stateSig identifies the layout of a kind's state.
+func (k *kind) stateSig() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%t|%t|%t|%d", k.name, k.needRecent, k.needExt, k.history, k.windowSec)
+	for _, p := range k.series {
+		b.WriteString("\x00s" + p.sig)
+	}
+	for _, p := range k.sets {
+		b.WriteString("\x00d" + p.sig)
+	}
+	for _, p := range k.seen {
+		b.WriteString("\x00n" + p.sig)
+	}
+	for _, p := range k.travel {
+		b.WriteString("\x00t" + p.sig)
+	}
+	for _, p := range k.hours {
+		b.WriteString("\x00h" + p.sig)
+	}
+	return b.String()
+}
+
+// match maps each of n new plans to an unused old plan with the same sig.
+func match(n int, newSig func(int) string, old []string) []int {
+	used := make([]bool, len(old))
+	m := make([]int, n)
+	for j := range m {
+		m[j] = -1
+		for i, s := range old {
+			if !used[i] && s == newSig(j) {
+				m[j], used[i] = i, true
+				break
+			}
+		}
+	}
+	return m
+}
+
+func sigs[P any](ps []P, sig func(P) string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = sig(p)
+	}
+	return out
+}
+
+func mapPlans(old, k *kind) planMap {
+	return planMap{
+		series: match(len(k.series), func(j int) string { return k.series[j].sig }, sigs(old.series, func(p *seriesPlan) string { return p.sig })),
+		sets:   match(len(k.sets), func(j int) string { return k.sets[j].sig }, sigs(old.sets, func(p *setPlan) string { return p.sig })),
+		seen:   match(len(k.seen), func(j int) string { return k.seen[j].sig }, sigs(old.seen, func(p *seenPlan) string { return p.sig })),
+		travel: match(len(k.travel), func(j int) string { return k.travel[j].sig }, sigs(old.travel, func(p *travelPlan) string { return p.sig })),
+		hours:  match(len(k.hours), func(j int) string { return k.hours[j].sig }, sigs(old.hours, func(p *hourPlan) string { return p.sig })),
+		recent: old.needRecent && k.needRecent,
+	}
+}
+
+// Successor compiles f into an engine that takes over this engine's state
+// where its layout is unchanged (see above). It shares this engine's
+// options, keys, geo databases and counters. Nothing changes in e: until
+// the successor is activated, e stays the live engine.
+func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
+	if f == nil {
+		return nil, nil, errors.New("features: no definitions")
+	}
+	n := newEngine(e.opts)
+	n.valueSeed, n.m, n.tracked, n.fp, n.randomKey, n.geo = e.valueSeed, e.m, e.tracked, e.fp, e.randomKey, e.geo
+	if err := n.compile(f); err != nil {
+		return nil, nil, fmt.Errorf("features: %w", err)
+	}
+	n.prev = e
+	prev := map[string]*kind{}
+	for _, k := range e.kinds {
+		prev[k.name] = k
+	}
+	t := &Takeover{}
+	fresh := make([]bool, n.schema.Len())
+	freshSlots := func(slots ...int) {
+		for _, s := range slots {
+			fresh[s] = true
+		}
+	}
+	for _, k := range n.kinds {
+		p := prev[k.name]
+		switch {
+		case p == nil:
+			k.each(freshSlots, nil)
+			continue
+		case k.sig == p.sig:
+			k.key, k.kindState = p.key, p.kindState
+			t.Shared = append(t.Shared, k.name)
+			continue
+		}
+		k.key, k.from, k.plans = p.key, p, mapPlans(p, k)
+		for i := range k.shards {
+			k.shards[i].pending = true
+		}
+		t.Moved = append(t.Moved, k.name)
+		k.each(freshSlots, &k.plans)
+	}
+	used := make([]bool, len(e.labels))
+	for _, lp := range n.labels {
+		found := false
+		for i, old := range e.labels {
+			if !used[i] && old.sig == lp.sig {
+				lp.key, lp.labelState, used[i], found = old.key, old.labelState, true, true
+				break
+			}
+		}
+		if !found {
+			freshSlots(lp.slots...)
+		}
+	}
+	for i, f := range n.schema.Fields {
+		if fresh[i] {
+			t.Fresh = append(t.Fresh, f.Name)
+		}
+	}
+	return n, t, nil
+}
+
+// each calls fresh with the output slots of every plan of k that m maps
+// to no plan of the predecessor (every plan when m is nil). Recency
+// features read first and last seen times, which carry over whenever the
+// kind existed.
+func (k *kind) each(fresh func(slots ...int), m *planMap) {
+	var pm planMap
+	if m != nil {
+		pm = *m
+	}
+	none := func(mm []int, j int) bool { return m == nil || mm[j] < 0 }
+	for j, p := range k.series {
+		if none(pm.series, j) {
+			for _, o := range p.outs {
+				fresh(o.slot)
+			}
+			for _, o := range p.anom {
+				fresh(o.slot)
+			}
+		}
+	}
+	for j, p := range k.sets {
+		if none(pm.sets, j) {
+			for _, o := range p.outs {
+				fresh(o.slot)
+			}
+		}
+	}
+	for j, p := range k.seen {
+		if none(pm.seen, j) {
+			fresh(p.slot)
+		}
+	}
+	for j, p := range k.travel {
+		if none(pm.travel, j) {
+			fresh(p.slot)
+		}
+	}
+	for j, p := range k.hours {
+		if none(pm.hours, j) {
+			fresh(p.slot)
+		}
+	}
+	if m == nil {
+		for _, p := range k.recency {
+			fresh(p.slot)
+		}
+	}
+}
+
+// Activate makes the successor e the live engine in place of the engine
+// it succeeds: the predecessor's metrics and label feed follow e, and the
+// entities of the kinds whose layout changed move into e, shard by shard
+// (a shard that an event reaches first moves then). It returns once every
+// entity has moved. The predecessor may still be finishing events begun
+// before: an event that finds its entity already moved is scored without
+// that history and not recorded (counted in
+// vigil_features_reload_unrecorded_total). Call it once, after the rules
+// compiled against e's schema went live.
+func (e *Engine) Activate() {
+	p := e.prev
+	if p == nil {
+		return
+	}
+	nw := p.newest2.Load()
+	e.advance(uint32(nw >> 32))
+	e.advance(uint32(nw))
+	if p.labelsSeen.Load() {
+		e.labelsSeen.Store(true)
+	}
+	kept := map[*kindState]bool{}
+	for _, k := range e.kinds {
+		kept[k.kindState] = true
+		if k.from != nil {
+			kept[k.from.kindState] = true
+		}
+	}
+	for _, k := range p.kinds {
+		if !kept[k.kindState] { // a kind no definition keys on any more
+			e.tracked.Add(-k.tracked.Load())
+		}
+	}
+	p.next.Store(e)
+	for _, k := range e.kinds {
+		if k.from == nil {
+			continue
+		}
+		for i := range k.shards {
+			sh := &k.shards[i]
+			sh.mu.Lock()
+			if sh.pending {
+				k.takeOver(sh, i)
+			}
+			sh.mu.Unlock()
+		}
+	}
+	e.prev = nil // nothing to take over any more: let the predecessor go
+}
+
+// takeOver moves the entities of the predecessor's shard i into sh (shard
+// i of k, locked).
+func (k *kind) takeOver(sh *shard, i int) {
+	old := &k.from.shards[i]
+	old.mu.Lock()
+	n := int64(old.t.len())
+	old.t.each(func(key uint64, en *entity) {
+		k.convert(en, sh.t.insert(key))
+	})
+	old.t.clear()
+	old.moved = true
+	old.mu.Unlock()
+	k.from.tracked.Add(-n)
+	k.tracked.Add(n)
+	sh.pending = false
+}
+
+// convert fills en (new, of k) with what it keeps of old (of k.from).
+func (k *kind) convert(old, en *entity) {
+	en.first, en.newest = old.first, old.newest
+	if k.needExt {
+		en.x = k.newExt()
+	}
+	m := &k.plans
+	for j, i := range m.series {
+		if i >= 0 {
+			en.setBlob(j, old.blob(i))
+		}
+	}
+	ox, x := old.x, en.x
+	if ox == nil || x == nil {
+		return
+	}
+	for j, i := range m.sets {
+		if i >= 0 {
+			ox.set(i).moveTo(x.set(j))
+		}
+	}
+	for j, i := range m.seen {
+		if i >= 0 {
+			x.seen[j] = ox.seen[i]
+		}
+	}
+	for j, i := range m.travel {
+		if i >= 0 {
+			x.travel[j] = ox.travel[i]
+		}
+	}
+	for j, i := range m.hours {
+		if i >= 0 {
+			x.hours[j] = ox.hours[i]
+		}
+	}
+	if m.recent {
+		x.recent = ox.recent
+	}
+}
+
+// live is the engine that replaced e (through any number of reloads), or
+// e: where metrics and labels go.
+func (e *Engine) live() *Engine {
+	for {
+		n := e.next.Load()
+		if n == nil {
+			return e
+		}
+		e = n
+	}
+}

@@ -1,0 +1,314 @@
+package features
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigil-fraud/vigil/engine/event"
+)
+
+// sortedStream is a genStream stream sorted by time: a feature that starts
+// empty at a reload is then compared with an engine that saw only the
+// events after it (with late events, "late" would depend on the history
+// the other features of the entity kept).
+func sortedStream(seed uint64, n int) []*event.Event {
+	evs, _ := genStream(seed, n, 300)
+	slices.SortStableFunc(evs, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
+	return evs
+}
+
+// entities counts the entities in e's tables.
+func entities(e *Engine) int64 {
+	var n int64
+	for _, k := range e.kinds {
+		for i := range k.shards {
+			n += int64(k.shards[i].t.len())
+		}
+	}
+	return n
+}
+
+// TestSuccessorKeepsState reloads the property test's definitions into
+// variants and checks every feature after the reload: one whose state
+// was kept equals an engine with the new definitions that saw every
+// event; one that starts empty (Takeover.Fresh) equals one that saw only
+// the events after the reload. Events also arrive between Successor and
+// Activate (on the old engine, still live) and on the successor before
+// Activate (its shards are taken over on first use).
+func TestSuccessorKeepsState(t *testing.T) {
+	sub := func(old, new string) func(string) string {
+		return func(s string) string {
+			if !strings.Contains(s, old) {
+				panic("no " + old)
+			}
+			return strings.Replace(s, old, new, 1)
+		}
+	}
+	for _, tc := range []struct {
+		name          string
+		edit          func(string) string
+		shared, moved []string
+		fresh         []string
+	}{
+		{name: "names and help only", edit: func(s string) string {
+			s = sub("{name: c, entity", "{name: count, help: renamed, entity")(s)
+			return s + "  - {name: amt, kind: value, field: amount}\n"
+		}, shared: []string{"card.token", "merchant.id"}},
+		{name: "new entity kind", edit: func(s string) string {
+			return s + "  - {name: ic, entity: device.ip, aggregate: count, windows: [10m]}\n"
+		}, shared: []string{"card.token", "merchant.id"}, fresh: []string{"ic_10m"}},
+		{name: "a distinct count sharing a set", edit: func(s string) string {
+			return s + "  - {name: dm, entity: card.token, aggregate: distinct, field: device.ip, windows: [10m]}\n"
+		}, shared: []string{"card.token", "merchant.id"}},
+		{name: "new distinct set on a kind", edit: func(s string) string {
+			return s + "  - {name: dch, entity: card.token, aggregate: distinct, field: channel, windows: [10m]}\n"
+		}, shared: []string{"merchant.id"}, moved: []string{"card.token"}, fresh: []string{"dch_10m"}},
+		{name: "a window of a shared series changed", edit: sub("{name: mc, entity: merchant.id, aggregate: count, windows: [10m]}",
+			"{name: mc, entity: merchant.id, aggregate: count, windows: [20m]}"),
+			shared: []string{"card.token"}, moved: []string{"merchant.id"}, fresh: []string{"mc_20m"}},
+		{name: "a filter changed", edit: sub(`{name: fd, entity: card.token, aggregate: distinct, field: merchant.id, filter: 'channel == "ecommerce"'`,
+			`{name: fd, entity: card.token, aggregate: distinct, field: merchant.id, filter: 'channel == "pos"'`),
+			shared: []string{"merchant.id"}, moved: []string{"card.token"}, fresh: []string{"fd_10m"}},
+		{name: "min and max added to the count series", edit: func(s string) string {
+			return s + "  - {name: mmin, entity: merchant.id, aggregate: min, field: amount, windows: [10m]}\n"
+		}, shared: []string{"card.token"}, moved: []string{"merchant.id"}, fresh: []string{"mc_10m", "mmin_10m"}},
+		{name: "novelty and hour of day removed, kind dropped", edit: func(s string) string {
+			s = sub("  - {name: newm10, kind: novelty, entity: card.token, field: merchant.id, lookback: 10m}\n", "")(s)
+			s = sub("  - {name: hour, kind: hour_of_day, entity: card.token, min_history: 3}\n", "")(s)
+			return sub("  - {name: mc, entity: merchant.id, aggregate: count, windows: [10m]}\n", "")(s)
+		}, moved: []string{"card.token"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defsB := tc.edit(propertyDefs)
+			o := Options{Lateness: 5 * time.Minute}
+			evs := sortedStream(3, 3000)
+			pre, mid, early, post := evs[:1500], evs[1500:1700], evs[1700:1720], evs[1720:]
+
+			a := mustEngine(t, propertyDefs, o)
+			full := mustEngine(t, defsB, o)
+			after := mustEngine(t, defsB, o)
+			va, vf := NewVector(a.Schema()), NewVector(full.Schema())
+			for _, ev := range append(slices.Clone(pre), mid...) {
+				full.Observe(ev, vf)
+			}
+			for _, ev := range pre {
+				a.Observe(ev, va)
+			}
+			fb, err := Parse("b.yaml", []byte(defsB))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, tk, err := a.Successor(fb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range mid { // the old engine is still the live one
+				a.Observe(ev, va)
+			}
+			if !slices.Equal(tk.Shared, tc.shared) || !slices.Equal(tk.Moved, tc.moved) || !slices.Equal(tk.Fresh, tc.fresh) {
+				t.Fatalf("takeover shared %v moved %v fresh %v, want %v %v %v", tk.Shared, tk.Moved, tk.Fresh, tc.shared, tc.moved, tc.fresh)
+			}
+			fresh := map[string]bool{}
+			for _, n := range tk.Fresh {
+				fresh[n] = true
+			}
+			vb, vafter := NewVector(b.Schema()), NewVector(after.Schema())
+			for i, ev := range append(slices.Clone(early), post...) {
+				if i == len(early) {
+					b.Activate()
+				}
+				b.Observe(ev, vb)
+				full.Observe(ev, vf)
+				after.Observe(ev, vafter)
+				for j, f := range b.Schema().Fields {
+					ref, refV := full, vf
+					if fresh[f.Name] {
+						ref, refV = after, vafter
+					}
+					want, got := refV.Value(ref.Schema(), j), vb.Value(b.Schema(), j)
+					if !close(want, got) {
+						t.Fatalf("event %d (%s): %s = %v, want %v", i, ev.Card.Token, f.Name, got, want)
+					}
+				}
+			}
+			if got, want := b.tracked.Load(), entities(b); got != want {
+				t.Errorf("tracked %d, tables hold %d", got, want)
+			}
+			// The old engine now hands its metrics and labels on.
+			if a.live() != b || a.Stats() != b.Stats() {
+				t.Error("the replaced engine does not follow its successor")
+			}
+		})
+	}
+}
+
+// TestSuccessorNotActivated: a successor that is never activated (its
+// rules failed to compile, say) leaves the engine as it was.
+func TestSuccessorNotActivated(t *testing.T) {
+	o := Options{Lateness: 5 * time.Minute}
+	a := mustEngine(t, propertyDefs, o)
+	ref := mustEngine(t, propertyDefs, o)
+	va, vr := NewVector(a.Schema()), NewVector(ref.Schema())
+	evs := sortedStream(5, 1000)
+	for _, ev := range evs[:500] {
+		a.Observe(ev, va)
+		ref.Observe(ev, vr)
+	}
+	f, err := Parse("b.yaml", []byte(propertyDefs+"  - {name: dm, entity: card.token, aggregate: distinct, field: device.ip, windows: [10m]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Successor(f); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs[500:] {
+		a.Observe(ev, va)
+		ref.Observe(ev, vr)
+		for j, f := range a.Schema().Fields {
+			if want, got := vr.Value(ref.Schema(), j), va.Value(a.Schema(), j); !close(want, got) {
+				t.Fatalf("event %s: %s = %v, want %v: the engine changed under a successor never activated", ev.ID, f.Name, got, want)
+			}
+		}
+	}
+}
+
+// TestSuccessorUnderLoad reloads back and forth between two definitions
+// while goroutines score through whichever engine is live, as vigil serve
+// does (run with -race by make test), all events at one time (none is
+// late). The card kind is the same in both:
+// no card event may be lost. The merchant kind moves at each reload: an
+// event under way on the replaced engine may go unrecorded, and is then
+// counted as such.
+func TestSuccessorUnderLoad(t *testing.T) {
+	const cardDefs = "features:\n  - {name: c, entity: card.token, aggregate: count, windows: [24h]}\n" +
+		"  - {name: cd, entity: card.token, aggregate: distinct, field: merchant.id, windows: [24h]}\n"
+	defs := [2]string{
+		cardDefs + "  - {name: m, entity: merchant.id, aggregate: count, windows: [1h]}\n",
+		cardDefs + "  - {name: m, entity: merchant.id, aggregate: sum, field: amount, windows: [1h]}\n" +
+			"  - {name: mn, kind: novelty, entity: merchant.id, field: card.token}\n",
+	}
+	var files [2]*File
+	for i, d := range defs {
+		f, err := Parse("d.yaml", []byte(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[i] = f
+	}
+	first := mustEngine(t, defs[0], Options{})
+	var live atomic.Pointer[Engine]
+	live.Store(first)
+	const workers, perWorker, cards = 4, 3000, 16
+	var wg sync.WaitGroup
+	var done atomic.Bool
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				e := live.Load()
+				v := NewVector(e.Schema())
+				e.Observe(&event.Event{ID: fmt.Sprint(w, i), Time: t0, Amount: 100, Currency: "USD",
+					Card: event.Card{Token: fmt.Sprint("tok_", (w*perWorker+i)%cards)}, Merchant: event.Merchant{ID: fmt.Sprint("m_", i%7)}}, v)
+			}
+		}()
+	}
+	go func() { wg.Wait(); done.Store(true) }()
+	reloads := 0
+	for !done.Load() || reloads < 4 {
+		cur := live.Load()
+		next, _, err := cur.Successor(files[(reloads+1)%2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		live.Store(next)
+		next.Activate()
+		reloads++
+	}
+	wg.Wait()
+	e := live.Load()
+	if got, want := e.tracked.Load(), entities(e); got != want {
+		t.Errorf("tracked %d, tables hold %d", got, want)
+	}
+	v := NewVector(e.Schema())
+	total := 0.0
+	for c := range cards {
+		e.Peek(&event.Event{ID: "peek", Time: t0, Amount: 1, Currency: "USD", Card: event.Card{Token: fmt.Sprint("tok_", c)}}, v)
+		n, _ := num(t, e, v, "c_24h")
+		total += n - 1 // Peek counts the peeked event
+	}
+	if total != workers*perWorker {
+		t.Errorf("cards counted %v events, want %d (%d reloads)", total, workers*perWorker, reloads)
+	}
+	t.Logf("%d reloads, %d merchant events unrecorded", reloads, e.m.reloadUnrecorded.Load())
+}
+
+// TestMovedSetKeepsInlineStorage: a distinct set that moves to a new
+// entity takes its values stored inside the set with it (the old copy is
+// left empty, and writing to one never shows in the other).
+func TestMovedSetKeepsInlineStorage(t *testing.T) {
+	var a, b valueSet
+	a.init()
+	b.init()
+	a.vals = append(a.vals, setVal{h: 1, last: 10}, setVal{h: 2, last: 11})
+	a.recent = append(a.recent, setOcc{t: 11})
+	a.live = 2
+	a.moveTo(&b)
+	if len(b.vals) != 2 || b.vals[1].h != 2 || len(b.recent) != 1 || b.live != 2 {
+		t.Fatalf("moved set %+v", b)
+	}
+	if &b.vals[0] != &b.inline[0] || &b.recent[0] != &b.rinline[0] {
+		t.Error("the moved set's values still live in the old set")
+	}
+	if len(a.vals) != 0 || a.live != 0 || &a.vals[:1][0] != &a.inline[0] {
+		t.Errorf("the old set was not reset: %+v", a)
+	}
+}
+
+// TestSuccessorKeepsLabelsAndTravel: label_rate history is shared when its
+// definition is unchanged, labels given to the replaced engine reach its
+// successor, and a travel history moves with its entity.
+func TestSuccessorKeepsLabelsAndTravel(t *testing.T) {
+	const defs = labelDefs + `  - {name: travel, kind: travel, entity: card.token, location: billing}
+  - {name: cc, entity: card.token, aggregate: count, windows: [1h]}
+`
+	day := 24 * time.Hour
+	a := mustEngine(t, defs, Options{Labels: true})
+	va := NewVector(a.Schema())
+	ev := func(id string, at time.Duration, lat, lon float64) *event.Event {
+		return &event.Event{ID: id, Time: t0.Add(at), Amount: 100, Currency: "EUR", Merchant: event.Merchant{ID: "m1"},
+			Card: event.Card{Token: "tok"}, Billing: event.Location{Lat: &lat, Lon: &lon}}
+	}
+	first, second := ev("a", 0, 40.7, -74.0), ev("b", time.Hour, 40.7, -74.0)
+	a.Observe(first, va)
+	a.Observe(second, va)
+	f, err := Parse("b.yaml", []byte(defs+"  - {name: cs, entity: card.token, aggregate: sum, field: amount, windows: [1h]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, tk, err := a.Successor(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"cc_1h", "cs_1h"}; !slices.Equal(tk.Fresh, want) { // cc shares the series cs changed
+		t.Fatalf("fresh %v, want %v", tk.Fresh, want)
+	}
+	b.Activate()
+	a.ObserveLabel(first, true, t0.Add(2*time.Hour)) // to the replaced engine
+	vb := NewVector(b.Schema())
+	b.Observe(ev("c", 2*day+90*time.Minute, 51.5, -0.1), vb) // London, two days later
+	if got := value(t, b, vb, "merchant_fraud_rate_1d"); !close(0.5, got) {
+		t.Errorf("fraud rate %v, want 0.5 (a fraud, b not)", got)
+	}
+	if got, _ := num(t, b, vb, "travel"); got < 100 || got > 200 { // ~5,570 km in 47.5 h
+		t.Errorf("travel %v km/h, want ~117", got)
+	}
+	if got, _ := num(t, b, vb, "cc_1h"); got != 1 {
+		t.Errorf("cc_1h %v, want 1", got)
+	}
+}
