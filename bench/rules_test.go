@@ -334,7 +334,7 @@ func scoreDuringReload(b *testing.B) {
 		b.Fatal(err)
 	}
 	loader := &rules.Loader{FS: versions[0], Dir: "r", Schema: fe.Schema(), Manager: mgr, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	loader.Init(srcs)
+	loader.Init(srcs, nil)
 
 	var wanted, stop atomic.Bool
 	var running, reloads atomic.Int64

@@ -47,6 +47,7 @@ type Options struct {
 // scratch is the per-goroutine working memory of one scoring.
 type scratch struct {
 	vec  *features.Vector
+	fs   *features.Schema // vec's
 	env  rules.Env
 	eval rules.Evaluator
 	res  rules.Result
@@ -79,8 +80,7 @@ func New(f *features.Engine, r *rules.Manager, o Options) (*Engine, error) {
 	}
 	e := &Engine{features: f, rules: r, metrics: o.Metrics, now: time.Now, sink: o.Sink,
 		recent: newRecentDecisions(o.IdempotencyRetention, o.IdempotencyMaxEntries)}
-	schema := f.Schema()
-	e.scratch.New = func() any { return &scratch{vec: features.NewVector(schema)} }
+	e.scratch.New = func() any { return new(scratch) }
 	e.RulesetChanged(nil, r.Current())
 	return e, nil
 }
@@ -91,8 +91,17 @@ func (e *Engine) Metrics() *Metrics { return e.metrics }
 // Rules returns the rule manager.
 func (e *Engine) Rules() *rules.Manager { return e.rules }
 
-// Features returns the features engine.
-func (e *Engine) Features() *features.Engine { return e.features }
+// Features returns the live features engine: the one the live ruleset is
+// bound to (a features reload replaces it), else the engine New was given.
+func (e *Engine) Features() *features.Engine { return e.featuresOf(e.rules.Current()) }
+
+// featuresOf is the features engine a ruleset scores with.
+func (e *Engine) featuresOf(set *rules.Set) *features.Engine {
+	if set.Features != nil {
+		return set.Features
+	}
+	return e.features
+}
 
 // RulesetChanged updates the ruleset metric after a reload.
 func (e *Engine) RulesetChanged(old, cur *rules.Set) {
@@ -162,7 +171,11 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	if rs.set != set { // a reload raced this scoring (or RulesetChanged is to come)
 		rs = newReadSet(set, nil)
 	}
-	e.features.Observe(ev, s.vec)
+	fe := e.featuresOf(set)
+	if s.fs != fe.Schema() { // new, or features reloaded since it was last used
+		s.vec, s.fs = features.NewVector(fe.Schema()), fe.Schema()
+	}
+	fe.Observe(ev, s.vec)
 	s.env.Set(ev, s.vec)
 	s.eval.Evaluate(set, &s.env, &s.res)
 	// The published decision and the caller's copy in one allocation.
@@ -262,7 +275,7 @@ func (e *Engine) emit(s *scratch) {
 	}
 	p := s.sig
 	s.sig = pendingSignal{}
-	e.sink.Put(p.rs.record(p.ev, p.d, &s.res, s.vec, e.features.Schema(), p.source, p.decidedAt))
+	e.sink.Put(p.rs.record(p.ev, p.d, &s.res, s.vec, s.fs, p.source, p.decidedAt))
 	e.scratch.Put(s)
 }
 
@@ -281,7 +294,7 @@ func (e *Engine) record(rs *readSet, res *rules.Result) {
 }
 
 func (e *Engine) explain(set *rules.Set, s *scratch) *Explain {
-	schema := e.features.Schema()
+	schema := s.fs
 	x := &Explain{Features: make(map[string]any, schema.Len())}
 	for i, f := range schema.Fields {
 		x.Features[f.Name] = s.vec.Value(schema, i)

@@ -2,6 +2,8 @@ package features
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -114,6 +116,20 @@ type Definition struct {
 	namePos Pos // where the name's value is
 	keyPos  map[string]Pos
 	filterP int // index of the compiled filter (set by New)
+}
+
+// Digest identifies what the definitions compute: a hash of every
+// definition's settings in order, without help texts, comments, layout or
+// positions (reformatting a file or rewording a help text keeps it).
+func (f *File) Digest() string {
+	h := sha256.New()
+	for i := range f.Features {
+		d := &f.Features[i]
+		fmt.Fprintf(h, "%q|%q|%q|%q|%q|%q|%q|%v|%d|%q|%q|%q|%q|%d|%d|%d|%d|%d|%d\n", d.Name, d.Kind, d.Entity, d.Aggregate, d.Field,
+			d.Fields, d.Filter, d.Windows, d.Resolution, d.Measure, d.From, d.To, d.Location, d.MinHistory, d.ExactUpTo,
+			d.Precision, d.Lookback, d.Capacity, d.Delay)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // Window is a window length written as 10m, 1h, 24h, 7d or 30d. Its

@@ -36,7 +36,8 @@ type setPlan struct {
 	precision uint8
 	keep      int64 // seconds of history kept: longest window + lateness
 	lateness  int64
-	sig       string // the state's layout across engines (see seriesPlan.sig)
+	base, sig string // identity and layout across engines (see seriesPlan)
+	frozen    bool   // a predecessor's layout (see seriesPlan)
 	outs      []setOut
 	index     int
 	key       string

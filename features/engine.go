@@ -98,7 +98,7 @@ func New(f *File, opts ...Options) (*Engine, error) {
 		e.randomKey = true
 	}
 	e.fp = newFingerprinter(key)
-	if err := e.compile(f); err != nil {
+	if err := e.compile(f, nil); err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
 	geo, err := openGeo([]string{o.GeoIPDatabase, o.ASNDatabase}, o.GeoCacheSize, e.m)
@@ -134,8 +134,11 @@ func (e *Engine) Horizon() time.Duration { return time.Duration(e.horizon) * tim
 // Lateness is the configured lateness bound.
 func (e *Engine) Lateness() time.Duration { return time.Duration(e.lateness) * time.Second }
 
-// compile turns definitions into per-kind plans and the schema.
-func (e *Engine) compile(f *File) error {
+// compile turns definitions into per-kind plans and the schema. With
+// prev (a successor's predecessor), a window of a definition that one of
+// prev's series or sets already keeps is served by a copy of it, as it is
+// (frozen), so that its state carries over; the rest gets plans of its own.
+func (e *Engine) compile(f *File, prev *Engine) error {
 	var fields []Field
 	kinds := map[string]*kind{}
 	kindOf := func(d *Definition) *kind {
@@ -144,6 +147,11 @@ func (e *Engine) compile(f *File) error {
 			return k
 		}
 		k := &kind{name: name, key: newEntityKey(d.Entity), kindState: new(kindState)}
+		for _, p := range prev.kindList() {
+			if p.name == name {
+				k.prevLayout = p
+			}
+		}
 		kinds[name] = k
 		e.kinds = append(e.kinds, k)
 		return k
@@ -172,22 +180,22 @@ func (e *Engine) compile(f *File) error {
 		switch d.Kind {
 		case KindWindow:
 			k := kindOf(d)
-			if d.Aggregate == Distinct {
-				sp := e.setPlanFor(k, d, fi)
-				for j, w := range d.Windows {
-					sp.outs = append(sp.outs, setOut{wl: int64(w.Length.Seconds()), slot: base + j})
-				}
-				continue
-			}
-			sp := e.seriesPlanFor(k, d, fi)
 			for j, w := range d.Windows {
-				sp.outs = append(sp.outs, seriesOut{agg: d.Aggregate, wl: int64(w.Length / d.Resolution), slot: base + j})
+				if d.Aggregate == Distinct {
+					sp := e.setPlanFor(k, d, fi, int64(w.Length.Seconds()))
+					sp.outs = append(sp.outs, setOut{wl: int64(w.Length.Seconds()), slot: base + j})
+					continue
+				}
+				wl := int64(w.Length / d.Resolution)
+				sp := e.seriesPlanFor(k, d, fi, wl)
+				sp.outs = append(sp.outs, seriesOut{agg: d.Aggregate, wl: wl, slot: base + j})
 			}
 		case KindAnomaly:
 			k := kindOf(d)
-			sp := e.seriesPlanFor(k, d, fi)
 			for j, w := range d.Windows {
-				sp.anom = append(sp.anom, anomalyOut{measure: d.Measure, wl: int64(w.Length / d.Resolution), minHistory: d.MinHistory, slot: base + j})
+				wl := int64(w.Length / d.Resolution)
+				sp := e.seriesPlanFor(k, d, fi, wl)
+				sp.anom = append(sp.anom, anomalyOut{measure: d.Measure, wl: wl, minHistory: d.MinHistory, slot: base + j})
 			}
 		case KindRecency:
 			k := kindOf(d)
@@ -241,7 +249,7 @@ func (e *Engine) compile(f *File) error {
 		for _, sp := range k.sets {
 			sp.keep = sp.wins[len(sp.wins)-1] + e.lateness
 			sp.lateness = e.lateness
-			sp.sig = fmt.Sprintf("%s|%v|%d|%d|%d", sp.sig, sp.wins, sp.keep, sp.lateness, sp.indexFrom)
+			sp.sig = fmt.Sprintf("%s|%v|%d|%d|%d", sp.base, sp.wins, sp.keep, sp.lateness, sp.indexFrom)
 			for i := range sp.outs {
 				sp.outs[i].win = indexOf(sp.wins, sp.outs[i].wl)
 			}
@@ -263,6 +271,7 @@ func (e *Engine) compile(f *File) error {
 	if err != nil {
 		return err
 	}
+	s.Digest = f.Digest()
 	e.schema = s
 	return nil
 }
@@ -289,65 +298,95 @@ func insertSorted(xs []int64, x int64) []int64 {
 	return append(xs, x)
 }
 
-// seriesPlanFor finds or adds the series of d (definitions on the same
-// entity, filter, field and resolution share one).
-func (e *Engine) seriesPlanFor(k *kind, d *Definition, fi int) *seriesPlan {
+// seriesPlanFor finds or adds the series that serves window wl (in
+// buckets) of d: a predecessor's series that keeps it (see compile), else
+// the one of d's entity, filter, field and resolution, which definitions
+// share and extend.
+func (e *Engine) seriesPlanFor(k *kind, d *Definition, fi int, wl int64) *seriesPlan {
 	field := d.Field
 	if d.Aggregate == Count && d.Kind == KindWindow {
 		field = "amount" // always present: a count shares the amount series
 	}
+	base := fmt.Sprintf("%s|%q|%d", field, d.Filter, d.Resolution)
+	need := statsOf(d)
+	if p := k.prevLayout; p != nil {
+		for _, s := range k.series {
+			if s.frozen && s.base == base && s.covers(wl, need) {
+				return s
+			}
+		}
+		for _, s := range p.series {
+			if s.base == base && s.covers(wl, need) {
+				sp := newSeriesPlan(k, field, d, fi, "", base)
+				sp.wins, sp.sum, sp.sq, sp.mm, sp.frozen = slices.Clone(s.wins), s.sum, s.sq, s.mm, true
+				return sp
+			}
+		}
+	}
 	key := fmt.Sprintf("%s|%d|%d", field, fi, d.Resolution)
 	var sp *seriesPlan
 	for _, s := range k.series {
-		if s.key == key {
+		if !s.frozen && s.key == key {
 			sp = s
 		}
 	}
 	if sp == nil {
-		sp = &seriesPlan{key: key, res: int64(d.Resolution.Seconds()), filter: fi, scale: 1, index: len(k.series),
-			sig: fmt.Sprintf("%s|%q|%d", field, d.Filter, d.Resolution)}
-		if field != "" {
-			fs, _ := lookupField(field)
-			sp.value = fs.num
-			if field == "amount" {
-				sp.value, sp.scale = amountStored, amountScale
-			}
-		}
-		k.series = append(k.series, sp)
+		sp = newSeriesPlan(k, field, d, fi, key, base)
 	}
-	for _, w := range d.Windows {
-		sp.wins = insertSorted(sp.wins, int64(w.Length/d.Resolution))
-	}
-	switch {
-	case d.Kind == KindAnomaly:
-		sp.sum, sp.sq = true, true
-	case d.Aggregate == Sum || d.Aggregate == Avg:
-		sp.sum = true
-	case d.Aggregate == StdDev:
-		sp.sum, sp.sq = true, true
-	case d.Aggregate == Min || d.Aggregate == Max:
-		sp.mm = true
-	}
+	sp.wins = insertSorted(sp.wins, wl)
+	sp.sum, sp.sq, sp.mm = sp.sum || need.sum, sp.sq || need.sq, sp.mm || need.mm
 	return sp
 }
 
-func (e *Engine) setPlanFor(k *kind, d *Definition, fi int) *setPlan {
+func newSeriesPlan(k *kind, field string, d *Definition, fi int, key, base string) *seriesPlan {
+	sp := &seriesPlan{key: key, base: base, res: int64(d.Resolution.Seconds()), filter: fi, scale: 1, index: len(k.series)}
+	if field != "" {
+		fs, _ := lookupField(field)
+		sp.value = fs.num
+		if field == "amount" {
+			sp.value, sp.scale = amountStored, amountScale
+		}
+	}
+	k.series = append(k.series, sp)
+	return sp
+}
+
+// setPlanFor is seriesPlanFor for distinct counts (w in seconds).
+func (e *Engine) setPlanFor(k *kind, d *Definition, fi int, w int64) *setPlan {
+	base := fmt.Sprintf("%s|%q|%d|%d", d.Field, d.Filter, d.ExactUpTo, d.Precision)
+	if p := k.prevLayout; p != nil {
+		for _, s := range k.sets {
+			if s.frozen && s.base == base && slices.Contains(s.wins, w) {
+				return s
+			}
+		}
+		for _, s := range p.sets {
+			if s.base == base && slices.Contains(s.wins, w) {
+				sp := newSetPlan(k, d, fi, "", base)
+				sp.wins, sp.frozen = slices.Clone(s.wins), true
+				return sp
+			}
+		}
+	}
 	key := fmt.Sprintf("%s|%d|%d|%d", d.Field, fi, d.ExactUpTo, d.Precision)
 	var sp *setPlan
 	for _, s := range k.sets {
-		if s.key == key {
+		if !s.frozen && s.key == key {
 			sp = s
 		}
 	}
 	if sp == nil {
-		fs, _ := lookupField(d.Field)
-		sp = &setPlan{key: key, field: fs, filter: fi, exactUpTo: d.ExactUpTo, indexFrom: defaultIndexFrom, precision: uint8(d.Precision), index: len(k.sets),
-			sig: fmt.Sprintf("%s|%q|%d|%d", d.Field, d.Filter, d.ExactUpTo, d.Precision)}
-		k.sets = append(k.sets, sp)
+		sp = newSetPlan(k, d, fi, key, base)
 	}
-	for _, w := range d.Windows {
-		sp.wins = insertSorted(sp.wins, int64(w.Length.Seconds()))
-	}
+	sp.wins = insertSorted(sp.wins, w)
+	return sp
+}
+
+func newSetPlan(k *kind, d *Definition, fi int, key, base string) *setPlan {
+	fs, _ := lookupField(d.Field)
+	sp := &setPlan{key: key, base: base, field: fs, filter: fi, exactUpTo: d.ExactUpTo, indexFrom: defaultIndexFrom,
+		precision: uint8(d.Precision), index: len(k.sets)}
+	k.sets = append(k.sets, sp)
 	return sp
 }
 

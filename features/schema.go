@@ -38,6 +38,10 @@ type Field struct {
 // slot i of every Vector the engine fills. A Schema is immutable.
 type Schema struct {
 	Fields []Field
+	// Digest identifies the definitions the schema came from (File.Digest;
+	// "" for a schema built by NewSchema): rulesets compiled against it
+	// include it in their version.
+	Digest string
 	index  map[string]int
 }
 

@@ -3,6 +3,7 @@ package features
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -52,10 +53,34 @@ type seriesPlan struct {
 	index   int // position among the kind's series
 	// key identifies a series so that definitions share it.
 	key string
-	// sig identifies the layout of its state across engines (key holds
-	// an engine's filter index): field, filter text and resolution, then
-	// (set by layout) what each bucket and window keeps.
-	sig string
+	// base identifies the series across engines (key holds an engine's
+	// filter index): field, filter text and resolution; sig (set by
+	// layout) adds what each bucket and window keeps: the state's layout.
+	base, sig string
+	// frozen: the layout of a predecessor's series, kept by a successor
+	// engine (successor.go): definitions use it as it is, never extend it.
+	frozen bool
+}
+
+// stats is what a definition needs a series to keep.
+type stats struct{ sum, sq, mm bool }
+
+func statsOf(d *Definition) stats {
+	switch {
+	case d.Kind == KindAnomaly, d.Aggregate == StdDev:
+		return stats{sum: true, sq: true}
+	case d.Aggregate == Sum || d.Aggregate == Avg:
+		return stats{sum: true}
+	case d.Aggregate == Min || d.Aggregate == Max:
+		return stats{mm: true}
+	}
+	return stats{}
+}
+
+// covers reports whether the series keeps window wl (in buckets) and the
+// statistics need.
+func (p *seriesPlan) covers(wl int64, need stats) bool {
+	return slices.Contains(p.wins, wl) && (p.sum || !need.sum) && (p.sq || !need.sq) && (p.mm || !need.mm)
 }
 
 type seriesOut struct {
@@ -83,7 +108,7 @@ func (p *seriesPlan) layout() {
 		p.wstride++
 	}
 	p.hdr = 2 + len(p.wins)*p.wstride
-	p.sig = fmt.Sprintf("%s|%v|%t|%t|%t|%d|%g", p.sig, p.wins, p.sum, p.sq, p.mm, p.keepB, p.scale)
+	p.sig = fmt.Sprintf("%s|%v|%t|%t|%t|%d|%g", p.base, p.wins, p.sum, p.sq, p.mm, p.keepB, p.scale)
 }
 
 // agg is the count, sum and sum of squares of some buckets, in stored

@@ -37,6 +37,9 @@ type kind struct {
 	// plans to its.
 	from  *kind
 	plans planMap
+	// prevLayout is the predecessor's kind of the same name while a
+	// successor compiles (series and sets it can keep as they are).
+	prevLayout *kind
 
 	*kindState
 }

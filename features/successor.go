@@ -108,7 +108,7 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 	}
 	n := newEngine(e.opts)
 	n.valueSeed, n.m, n.tracked, n.fp, n.randomKey, n.geo = e.valueSeed, e.m, e.tracked, e.fp, e.randomKey, e.geo
-	if err := n.compile(f); err != nil {
+	if err := n.compile(f, e); err != nil {
 		return nil, nil, fmt.Errorf("features: %w", err)
 	}
 	n.prev = e
@@ -328,4 +328,12 @@ func (e *Engine) live() *Engine {
 		}
 		e = n
 	}
+}
+
+// kindList is e's kinds (none for a nil engine).
+func (e *Engine) kindList() []*kind {
+	if e == nil {
+		return nil
+	}
+	return e.kinds
 }

@@ -74,9 +74,12 @@ func TestSuccessorKeepsState(t *testing.T) {
 		{name: "a filter changed", edit: sub(`{name: fd, entity: card.token, aggregate: distinct, field: merchant.id, filter: 'channel == "ecommerce"'`,
 			`{name: fd, entity: card.token, aggregate: distinct, field: merchant.id, filter: 'channel == "pos"'`),
 			shared: []string{"merchant.id"}, moved: []string{"card.token"}, fresh: []string{"fd_10m"}},
-		{name: "min and max added to the count series", edit: func(s string) string {
+		{name: "min added beside a count: a series of its own", edit: func(s string) string {
 			return s + "  - {name: mmin, entity: merchant.id, aggregate: min, field: amount, windows: [10m]}\n"
-		}, shared: []string{"card.token"}, moved: []string{"merchant.id"}, fresh: []string{"mc_10m", "mmin_10m"}},
+		}, shared: []string{"card.token"}, moved: []string{"merchant.id"}, fresh: []string{"mmin_10m"}},
+		{name: "a window added to a definition", edit: sub("{name: c, entity: card.token, aggregate: count, windows: [1m, 10m, 1h]}",
+			"{name: c, entity: card.token, aggregate: count, windows: [1m, 10m, 1h, 24h]}"),
+			shared: []string{"merchant.id"}, moved: []string{"card.token"}, fresh: []string{"c_24h"}},
 		{name: "novelty and hour of day removed, kind dropped", edit: func(s string) string {
 			s = sub("  - {name: newm10, kind: novelty, entity: card.token, field: merchant.id, lookback: 10m}\n", "")(s)
 			s = sub("  - {name: hour, kind: hour_of_day, entity: card.token, min_history: 3}\n", "")(s)
@@ -295,7 +298,7 @@ func TestSuccessorKeepsLabelsAndTravel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"cc_1h", "cs_1h"}; !slices.Equal(tk.Fresh, want) { // cc shares the series cs changed
+	if want := []string{"cs_1h"}; !slices.Equal(tk.Fresh, want) { // cc keeps its series, cs gets one of its own
 		t.Fatalf("fresh %v, want %v", tk.Fresh, want)
 	}
 	b.Activate()

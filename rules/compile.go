@@ -44,7 +44,9 @@ var disabledBuiltins = []string{"now"}
 
 // Set is a compiled, immutable ruleset, safe for concurrent evaluation.
 type Set struct {
-	Version  string // content hash of the files
+	// Version is a hash of the files' names and contents and of the
+	// feature definitions compiled against (Schema.Digest).
+	Version  string
 	Label    string // human label declared by the files, if any
 	StepUpAt int
 	PauseAt  int
@@ -53,6 +55,9 @@ type Set struct {
 	Lists    []List // declared lists, sorted by name
 	Files    []File // the files, sorted by name
 	Stats    CompileStats
+	// Features is the features engine the set scores with, when it was
+	// loaded for one (Manager.LoadBound); nil otherwise.
+	Features *features.Engine
 
 	programs   []*vm.Program     // Rules' programs, contiguous for the evaluation loop
 	preds      []boolFn          // Rules' typed predicates (nil when not Lowered), likewise
@@ -161,6 +166,10 @@ func compileSet(srcs []Source, schema *features.Schema, cache *Cache, opt option
 		errs = append(errs, &Error{Err: fmt.Errorf("features: %w", err)})
 	}
 	files := s.parseFiles(srcs, cache, &errs)
+	if schema != nil && schema.Digest != "" {
+		sum := sha256.Sum256([]byte(s.Version + "\x00features\x00" + schema.Digest))
+		s.Version = hex.EncodeToString(sum[:])[:12]
+	}
 	listIndex := s.collectHeaderAndLists(files, &errs)
 	env := compileEnv{schema: schema, lists: listIndex, opt: opt}
 	var listKeys []string // a list's size decides whether a rule iterating it is too costly

@@ -82,6 +82,17 @@ func (m *Manager) Current() *Set { return m.cur.Load() }
 // error the running set stays and is returned as both old and cur. The
 // compilation runs at a low CPU priority, behind scoring.
 func (m *Manager) Load(srcs []Source, schema *features.Schema) (old, cur *Set, err error) {
+	return m.load(srcs, schema, nil)
+}
+
+// LoadBound is Load for the schema of a features engine, to which the new
+// set is bound (Set.Features): the engine and the rules compiled against
+// it go live together.
+func (m *Manager) LoadBound(srcs []Source, fe *features.Engine) (old, cur *Set, err error) {
+	return m.load(srcs, fe.Schema(), fe)
+}
+
+func (m *Manager) load(srcs []Source, schema *features.Schema, fe *features.Engine) (old, cur *Set, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var s *Set
@@ -90,6 +101,7 @@ func (m *Manager) Load(srcs []Source, schema *features.Schema) (old, cur *Set, e
 		c := m.Current()
 		return c, c, err
 	}
+	s.Features = fe
 	return m.cur.Swap(s), s, nil
 }
 

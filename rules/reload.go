@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -27,9 +28,22 @@ type Loader struct {
 	FS      fs.FS
 	Dir     string
 	Display string // directory name shown in errors (default Dir)
-	Schema  *features.Schema
-	Manager *Manager
-	Log     *slog.Logger
+	// Schema is what the rules are compiled against when Features is nil.
+	Schema *features.Schema
+	// Features, when set, is the live features engine: rules are compiled
+	// against its schema and bound to it (Manager.LoadBound).
+	Features *features.Engine
+	// FeaturesFile, when set (with Features), is the feature definitions
+	// file, reloaded with the rules: when it changed, its definitions go
+	// live in a successor of the features engine (features.Engine.Successor,
+	// which keeps the state that did not change) together with rules
+	// compiled against them; both or neither.
+	FeaturesFile string
+	// CheckFeatures, when set, is told of new definitions before they go
+	// live (vigil serve warns about label_rate features it cannot feed).
+	CheckFeatures func(*features.File)
+	Manager       *Manager
+	Log           *slog.Logger
 	// Audit receives one JSON line per successful reload that changed the
 	// set; nil writes audit records to Log only.
 	Audit io.Writer
@@ -39,7 +53,7 @@ type Loader struct {
 	mu       sync.Mutex        // serializes reloads
 	checksum string            // of the live files
 	failed   string            // of the files of the last failed reload
-	files    map[string]string // name → sha256 of the live files
+	files    map[string]string // name → sha256 of the live files (the features file's too)
 	metrics  *loaderMetrics
 	now      func() time.Time
 }
@@ -73,11 +87,21 @@ func (l *Loader) clock() time.Time {
 	return time.Now()
 }
 
-// Init records the live set's files as the baseline for change detection.
-func (l *Loader) Init(srcs []Source) {
+// Init records the live set's files, and the features file's content the
+// features engine was built from (nil without FeaturesFile), as the
+// baseline for change detection.
+func (l *Loader) Init(srcs []Source, features []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.checksum, l.files = checksums(srcs)
+	l.checksum, l.files = checksums(l.withFeatures(srcs, features))
+}
+
+// withFeatures adds the features file to the sources checksummed.
+func (l *Loader) withFeatures(srcs []Source, data []byte) []Source {
+	if l.FeaturesFile == "" || l.Features == nil {
+		return srcs
+	}
+	return append(slices.Clone(srcs), Source{Name: l.FeaturesFile, Data: data})
 }
 
 type actorKey struct{}
@@ -106,8 +130,14 @@ func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err 
 	defer l.mu.Unlock()
 	start := time.Now()
 	srcs, err := ReadDir(l.FS, l.Dir, l.Display)
+	var fdata []byte
+	if err == nil && l.FeaturesFile != "" && l.Features != nil {
+		if fdata, err = os.ReadFile(l.FeaturesFile); err != nil {
+			err = fmt.Errorf("reading features: %w", err)
+		}
+	}
 	if err == nil {
-		sum, files := checksums(srcs)
+		sum, files := checksums(l.withFeatures(srcs, fdata))
 		switch {
 		case sum == l.checksum:
 			l.Log.Debug("rules unchanged; reload skipped", "trigger", trigger)
@@ -120,13 +150,14 @@ func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err 
 			return false, nil // reported when it failed
 		}
 		var old, cur *Set
+		var tk *features.Takeover
 		if err = emptied(l.Manager.Current(), srcs); err == nil {
-			old, cur, err = l.Manager.Load(srcs, l.Schema)
+			old, cur, tk, err = l.load(srcs, fdata, files[l.FeaturesFile] != l.files[l.FeaturesFile])
 		}
 		if err == nil {
 			changes := changedFiles(l.files, files)
 			l.checksum, l.files, l.failed = sum, files, ""
-			l.succeeded(ctx, trigger, old, cur, changes, time.Since(start))
+			l.succeeded(ctx, trigger, old, cur, changes, tk, time.Since(start))
 			return true, nil
 		}
 		l.failed = sum
@@ -142,6 +173,49 @@ func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err 
 	l.Log.Error("rule reload failed; keeping the running ruleset", "trigger", trigger, "errors", len(errs),
 		"ruleset", l.Manager.Current().VersionString())
 	return false, err
+}
+
+// load compiles the rules (against new feature definitions when the
+// features file changed) and makes them live, with the features engine for
+// the new definitions; nothing when anything fails.
+func (l *Loader) load(srcs []Source, fdata []byte, featuresChanged bool) (old, cur *Set, tk *features.Takeover, err error) {
+	if l.Features == nil {
+		old, cur, err = l.Manager.Load(srcs, l.Schema)
+		return old, cur, nil, err
+	}
+	fe := l.Features
+	if l.FeaturesFile != "" && featuresChanged {
+		f, err := features.Parse(l.FeaturesFile, fdata)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if l.CheckFeatures != nil {
+			l.CheckFeatures(f)
+		}
+		if fe, tk, err = l.Features.Successor(f); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if old, cur, err = l.Manager.LoadBound(srcs, fe); err != nil || fe == l.Features {
+		return old, cur, nil, err
+	}
+	// The new definitions and the rules reading them are live: the old
+	// state moves over.
+	moving := time.Now()
+	fe.Activate()
+	l.Features = fe
+	l.tookOver(tk, time.Since(moving))
+	return old, cur, tk, nil
+}
+
+// tookOver logs what the new feature definitions kept of the state.
+func (l *Loader) tookOver(tk *features.Takeover, took time.Duration) {
+	args := []any{"shared", tk.Shared, "moved", tk.Moved, "fresh", tk.Fresh, "move_duration", took}
+	if len(tk.Fresh) > 0 {
+		l.Log.Warn("features reloaded; these features start with empty windows (they count events from now on)", args...)
+		return
+	}
+	l.Log.Info("features reloaded; every feature kept its state", args...)
 }
 
 // emptied refuses a reload in which a file that holds rules of the running
@@ -196,9 +270,12 @@ type AuditRecord struct {
 	Rules         int          `json:"rules"`
 	FilesCompiled int          `json:"files_compiled"`
 	DurationMS    float64      `json:"duration_ms"`
+	// FeaturesFresh lists the features that new definitions start with
+	// empty windows (a features reload only).
+	FeaturesFresh []string `json:"features_fresh,omitempty"`
 }
 
-func (l *Loader) succeeded(ctx context.Context, trigger string, old, cur *Set, changes []FileChange, took time.Duration) {
+func (l *Loader) succeeded(ctx context.Context, trigger string, old, cur *Set, changes []FileChange, tk *features.Takeover, took time.Duration) {
 	if l.metrics != nil {
 		l.metrics.success.Set(1)
 		l.metrics.successTime.Set(float64(l.clock().Unix()))
@@ -212,6 +289,9 @@ func (l *Loader) succeeded(ctx context.Context, trigger string, old, cur *Set, c
 		Time: l.clock().UTC(), Trigger: trigger, Actor: actorOf(ctx),
 		OldVersion: old.VersionString(), NewVersion: cur.VersionString(), FilesChanged: changes,
 		Rules: len(cur.Rules), FilesCompiled: cur.Stats.Compiled, DurationMS: float64(took.Microseconds()) / 1000,
+	}
+	if tk != nil {
+		rec.FeaturesFresh = tk.Fresh
 	}
 	names := make([]string, len(changes))
 	for i, c := range changes {

@@ -69,7 +69,7 @@ func newLoader(t testing.TB, fsys fstest.MapFS, dir string) (*Loader, *Manager, 
 	m := NewManager(set)
 	audit := &bytes.Buffer{}
 	l := &Loader{FS: fsys, Dir: dir, Schema: set.Schema, Manager: m, Log: quietLog(), Audit: audit}
-	l.Init(srcs)
+	l.Init(srcs, nil)
 	return l, m, audit
 }
 
@@ -253,7 +253,7 @@ func TestPollReloadsChangedFiles(t *testing.T) {
 	var mu sync.Mutex
 	l := &Loader{FS: os.DirFS(dir), Dir: ".", Display: dir, Schema: set.Schema, Manager: m,
 		Log: slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, nil))}
-	l.Init(srcs)
+	l.Init(srcs, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- l.Poll(ctx, 5*time.Millisecond) }()

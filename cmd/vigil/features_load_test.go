@@ -44,7 +44,7 @@ func TestLoadFeaturesSaysWhenLabelsCannotBeFed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			e, err := loadFeatures(tc.path, features.Options{FingerprintKey: testFingerprintKey}, tc.labels, slog.New(slog.NewTextHandler(&buf, nil)))
+			e, _, err := loadFeatures(tc.path, features.Options{FingerprintKey: testFingerprintKey}, tc.labels, slog.New(slog.NewTextHandler(&buf, nil)))
 			if err != nil || e == nil {
 				t.Fatalf("loadFeatures: %v", err)
 			}

@@ -231,15 +231,24 @@ func loadFeatureDefs(path string) (*featureDefs, error) {
 // readFeatureFile parses a feature definitions file, or the embedded
 // default when path is empty.
 func readFeatureFile(path string) (*features.File, error) {
-	name, data := features.DefaultFileName, features.DefaultFile
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
-			return nil, fmt.Errorf("features: %w", err)
-		}
-		name = path
+	name, data, err := readFeatureData(path)
+	if err != nil {
+		return nil, err
 	}
 	return features.Parse(name, data)
+}
+
+// readFeatureData reads a feature definitions file, or the embedded
+// default when path is empty: its name (for errors) and content.
+func readFeatureData(path string) (string, []byte, error) {
+	if path == "" {
+		return features.DefaultFileName, features.DefaultFile, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("features: %w", err)
+	}
+	return path, data, nil
 }
 
 // testFingerprintKey derives device fingerprints in rule tests and

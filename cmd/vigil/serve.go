@@ -139,7 +139,7 @@ func newServer(cfg config, log *slog.Logger) (srv *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	feats, err := loadFeatures(cfg.Features.File, fopts, cfg.Signals.Enabled, log)
+	feats, fdata, err := loadFeatures(cfg.Features.File, fopts, cfg.Signals.Enabled, log)
 	if err != nil {
 		return nil, err
 	}
@@ -179,9 +179,13 @@ func newServer(cfg config, log *slog.Logger) (srv *server, err error) {
 	if s.engine, err = engine.New(feats, mgr, opts); err != nil {
 		return nil, err
 	}
-	s.loader = &rules.Loader{FS: fsys, Dir: dir, Display: display, Schema: feats.Schema(), Manager: mgr, Log: log, OnSwap: s.engine.RulesetChanged}
+	s.loader = &rules.Loader{
+		FS: fsys, Dir: dir, Display: display, Manager: mgr, Log: log, OnSwap: s.engine.RulesetChanged,
+		Features: feats, FeaturesFile: cfg.Features.File, // the embedded definitions ("") never change
+		CheckFeatures: func(f *features.File) { labelRateWarnings(f, cfg.Features.File, cfg.Signals.Enabled, log) },
+	}
 	s.loader.Register(metrics.Registry)
-	s.loader.Init(srcs)
+	s.loader.Init(srcs, fdata)
 	if cfg.Reload.AuditLog != "" {
 		f, err := os.OpenFile(cfg.Reload.AuditLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o640)
 		if err != nil {
@@ -208,7 +212,7 @@ func newServer(cfg config, log *slog.Logger) (srv *server, err error) {
 	}
 	if cfg.kafkaEnabled() {
 		s.consumer, err = stream.New(cfg.Kafka, s.engine, stream.Options{Logger: log, Registerer: metrics.Registry,
-			OnReady: s.api.SetReady, RebuildWindow: feats.Horizon(), Lateness: feats.Lateness()})
+			OnReady: s.api.SetReady, Lateness: feats.Lateness()})
 		if err != nil {
 			return nil, err
 		}
@@ -454,15 +458,28 @@ func scoreCurl(base, key string, tls, mtls bool) string {
 const exampleTransaction = `{"id":"tx_1001","amount":4599,"currency":"USD","card":{"token":"tok_4f9a","country":"US"},"account":{"id":"acct_42"},"merchant":{"id":"m_1","mcc":"5411","country":"US"}}`
 
 // loadFeatures builds the features engine of vigil serve from a
-// definitions file, or the embedded default when path is empty. label_rate
-// features are fed by the labels that reach the signals writer (labels
-// true); without signals they are always missing, and it says so at
-// start-up rather than let a rule that reads one silently never fire.
-func loadFeatures(path string, opts features.Options, labels bool, log *slog.Logger) (*features.Engine, error) {
-	f, err := readFeatureFile(path)
+// definitions file, or the embedded default when path is empty, and
+// returns the file's content too. label_rate features are fed by the
+// labels that reach the signals writer (labels true).
+func loadFeatures(path string, opts features.Options, labels bool, log *slog.Logger) (*features.Engine, []byte, error) {
+	name, data, err := readFeatureData(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	f, err := features.Parse(name, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	labelRateWarnings(f, path, labels, log)
+	opts.Labels = labels // a features reload may add label_rate features
+	e, err := features.New(f, opts)
+	return e, data, err
+}
+
+// labelRateWarnings says when label_rate features of f cannot be fed:
+// without signals they are always missing, and it says so rather than let
+// a rule that reads one silently never fire.
+func labelRateWarnings(f *features.File, path string, labels bool, log *slog.Logger) {
 	var rates, unfed []string
 	for _, d := range f.Features {
 		if d.Kind != features.KindLabelRate {
@@ -486,11 +503,7 @@ func loadFeatures(path string, opts features.Options, labels bool, log *slog.Log
 		}
 		log.Log(context.Background(), level, "label_rate features are always missing: labels reach the features engine through signals (POST /v1/labels), which are off",
 			"file", f.Name, "definitions", rates)
-	case len(rates) > 0:
-		opts.Labels = true
-		if len(unfed) > 0 {
-			log.Warn("label_rate features keyed on a field the signals table does not store are not fed", "definitions", unfed)
-		}
+	case len(rates) > 0 && len(unfed) > 0:
+		log.Warn("label_rate features keyed on a field the signals table does not store are not fed", "definitions", unfed)
 	}
-	return features.New(f, opts)
 }

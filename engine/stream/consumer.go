@@ -35,8 +35,10 @@ type Options struct {
 	// readiness changes: true once every assigned partition is rebuilt and
 	// caught up.
 	OnReady func(ready bool)
-	// RebuildWindow is the features engine's longest window plus its
-	// lateness, used when the configuration's rebuild.window is 0.
+	// RebuildWindow, used when the configuration's rebuild.window is 0,
+	// is how far back a newly assigned partition is re-read. Default: the
+	// live features engine's Horizon (its longest window plus its
+	// lateness), as of the assignment: a features reload changes it.
 	RebuildWindow time.Duration
 	// Lateness is the features engine's lateness bound: events older than
 	// their partition's watermark minus it are counted as late. Default 5m.
@@ -104,7 +106,7 @@ func New(cfg Config, eng *engine.Engine, o Options) (*Consumer, error) {
 		cfg: cfg, eng: eng, log: o.Logger.With("component", "kafka"), dialer: dialer,
 		m:        newMetrics(o.Registerer, cfg.Topics.Transactions),
 		client:   &kafka.Client{Addr: cfg.addr(), Transport: transport, Timeout: time.Duration(cfg.Producer.WriteTimeout)},
-		window:   cfg.rebuildWindow(o.RebuildWindow),
+		window:   o.RebuildWindow,
 		lateness: o.Lateness,
 		onReady:  o.OnReady,
 		now:      time.Now,
@@ -401,4 +403,13 @@ func (e *every) allow() (int, bool) {
 		return n, true
 	}
 	return 0, false
+}
+
+// rebuildWindow is how far back a partition assigned now is re-read.
+func (c *Consumer) rebuildWindow() time.Duration {
+	w := c.window
+	if w == 0 {
+		w = c.eng.Features().Horizon()
+	}
+	return c.cfg.rebuildWindow(w)
 }

@@ -215,8 +215,9 @@ func (w *worker) plan(ctx context.Context) (from int64, ok bool) {
 		committed = last
 	}
 	from = committed
-	if c.window > 0 && committed > first {
-		at := c.now().Add(-c.window)
+	window := c.rebuildWindow()
+	if window > 0 && committed > first {
+		at := c.now().Add(-window)
 		var off int64
 		err := retry(ctx, c, "offsets", func(ctx context.Context) error {
 			var err error
@@ -241,7 +242,7 @@ func (w *worker) plan(ctx context.Context) (from int64, ok bool) {
 	w.hwm.Store(last)
 	w.setLag()
 	c.log.Info("kafka partition plan", "partition", w.partition, "committed", committed, "end", last,
-		"rebuild_from", from, "rebuild_events", committed-from, "rebuild_window", c.window.String())
+		"rebuild_from", from, "rebuild_events", committed-from, "rebuild_window", window.String())
 	return from, true
 }
 
