@@ -40,13 +40,13 @@ func freeAddr(t *testing.T) string {
 // startServe starts `vigil serve` with args and env added to the
 // environment and returns it with its banner (up to "Stop with Ctrl-C")
 // and its stderr.
-func startServe(t *testing.T, bin string, args []string, env ...string) (*exec.Cmd, string, *bytes.Buffer) {
+func startServe(t *testing.T, bin string, args []string, env ...string) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := new(lockedBuffer) // read while the server runs
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func startServe(t *testing.T, bin string, args []string, env ...string) (*exec.C
 	}
 	deadline.Stop()
 	go io.Copy(io.Discard, stdout)
-	return cmd, banner.String(), &stderr
+	return cmd, banner.String(), stderr
 }
 
 // TestServeAsANewUser starts `vigil serve` with no configuration, runs the
