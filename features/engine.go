@@ -498,15 +498,15 @@ func (e *Engine) process(k *kind, key uint64, c *evctx, v *Vector, record bool) 
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.pending {
-		k.takeOver(sh, int(key>>56))
+		e.takeKey(k, sh, int(key>>56), key)
 	}
-	if sh.moved { // a successor took the state while this event was under way
+	en := sh.t.get(key)
+	if sh.moved || (en != nil && isTomb(en)) { // a successor took the state while this event was under way
 		if record {
 			e.m.reloadUnrecorded.Add(1)
 		}
-		record = false
+		record, en = false, nil
 	}
-	en := sh.t.get(key)
 	found := en != nil
 	if !found {
 		en = &noEntity

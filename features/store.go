@@ -63,10 +63,11 @@ type shard struct {
 	mu      sync.Mutex
 	t       table
 	creates uint32 // entities created, to pace the retention sweep
-	// pending: the entities of the predecessor's shard are still to be
-	// taken over (before any other use); moved: this shard's entities
-	// were handed to a successor, it keeps no state any more.
+	// pending: entities of the predecessor's shard are still to be taken
+	// over (an event takes its own first), from slot cursor on; moved: this
+	// shard's entities were handed to a successor, it keeps none any more.
 	pending, moved bool
+	cursor         int
 	_              [64]byte
 }
 

@@ -3,6 +3,7 @@ package features
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -213,11 +214,12 @@ func (k *kind) each(fresh func(slots ...int), m *planMap) {
 
 // Activate makes the successor e the live engine in place of the engine
 // it succeeds: the predecessor's metrics and label feed follow e, and the
-// entities of the kinds whose layout changed move into e, shard by shard
-// (a shard that an event reaches first moves then). It returns once every
-// entity has moved. The predecessor may still be finishing events begun
-// before: an event that finds its entity already moved is scored without
-// that history and not recorded (counted in
+// entities of the kinds whose layout changed move into e — a few at a
+// time under the two shards' locks, and each entity that an event of e
+// reaches first then — so that scoring goes on meanwhile. It returns once
+// every entity has moved. The predecessor may still be finishing events
+// begun before: one whose entity already moved is scored without that
+// history and not recorded (counted in
 // vigil_features_reload_unrecorded_total). Call it once, after the rules
 // compiled against e's schema went live.
 func (e *Engine) Activate() {
@@ -250,31 +252,85 @@ func (e *Engine) Activate() {
 		}
 		for i := range k.shards {
 			sh := &k.shards[i]
-			sh.mu.Lock()
-			if sh.pending {
-				k.takeOver(sh, i)
+			for done := false; !done; {
+				sh.mu.Lock()
+				done = !sh.pending || e.drain(k, sh, i, moveChunk)
+				sh.mu.Unlock()
 			}
-			sh.mu.Unlock()
 		}
 	}
 	e.prev = nil // nothing to take over any more: let the predecessor go
 }
 
-// takeOver moves the entities of the predecessor's shard i into sh (shard
-// i of k, locked).
-func (k *kind) takeOver(sh *shard, i int) {
+// moveChunk is how many slots of a predecessor's shard Activate moves per
+// hold of the locks: a few microseconds of waiting for an event.
+const moveChunk = 64
+
+// tombTime marks an entity whose state moved to a successor (first and
+// newest both): its slot stays until its shard is drained, so that the
+// predecessor's lookups still find the entities after it, and an event of
+// the predecessor that finds it records nothing.
+const tombTime = math.MaxUint32
+
+func tomb(en *entity) { *en = entity{first: tombTime, newest: tombTime} }
+
+func isTomb(en *entity) bool {
+	return en.newest == tombTime && en.first == tombTime && en.s0 == nil && en.x == nil
+}
+
+// drain moves up to n slots of the predecessor's shard i into sh (shard i
+// of k, locked), from where the last call stopped. At the end it moves any
+// entity it passed by (the predecessor's inserts and deletes move slots),
+// frees the predecessor's shard and reports true.
+func (e *Engine) drain(k *kind, sh *shard, i, n int) bool {
 	old := &k.from.shards[i]
 	old.mu.Lock()
-	n := int64(old.t.len())
-	old.t.each(func(key uint64, en *entity) {
-		k.convert(en, sh.t.insert(key))
-	})
+	defer old.mu.Unlock()
+	slots := old.t.slots
+	for ; sh.cursor < len(slots) && n > 0; sh.cursor++ {
+		if sl := &slots[sh.cursor]; sl.key != 0 {
+			e.moveEntity(k, sh, sl.key, &sl.en)
+			n--
+		}
+	}
+	if sh.cursor < len(slots) {
+		return false
+	}
+	old.t.each(func(key uint64, en *entity) { e.moveEntity(k, sh, key, en) })
 	old.t.clear()
 	old.moved = true
-	old.mu.Unlock()
-	k.from.tracked.Add(-n)
-	k.tracked.Add(n)
 	sh.pending = false
+	return true
+}
+
+// takeKey moves the entity of key, if the predecessor's shard i still has
+// it, into sh (shard i of k, locked): an event reached it first.
+func (e *Engine) takeKey(k *kind, sh *shard, i int, key uint64) {
+	old := &k.from.shards[i]
+	old.mu.Lock()
+	if en := old.t.get(key); en != nil {
+		e.moveEntity(k, sh, key, en)
+	}
+	old.mu.Unlock()
+}
+
+// moveEntity moves en (of the predecessor, whose shard is locked, as sh
+// is) into sh and leaves a tomb in its place. An entity that sh has
+// already (the predecessor created it while the successor had the key) is
+// dropped, its event counted as unrecorded.
+func (e *Engine) moveEntity(k *kind, sh *shard, key uint64, en *entity) {
+	if isTomb(en) {
+		return
+	}
+	k.from.tracked.Add(-1)
+	if sh.t.get(key) != nil {
+		e.tracked.Add(-1)
+		e.m.reloadUnrecorded.Add(1)
+	} else {
+		k.convert(en, sh.t.insert(key))
+		k.tracked.Add(1)
+	}
+	tomb(en)
 }
 
 // convert fills en (new, of k) with what it keeps of old (of k.from).

@@ -315,3 +315,45 @@ func TestSuccessorKeepsLabelsAndTravel(t *testing.T) {
 		t.Errorf("cc_1h %v, want 1", got)
 	}
 }
+
+// TestReplacedEngineRecordsNothing: events still under way on the replaced
+// engine once its state moved record nothing anywhere and are counted; an
+// entity it created while the successor already had the key is dropped
+// when its shard moves, counted the same way; the entity counts stay
+// those of the tables.
+func TestReplacedEngineRecordsNothing(t *testing.T) {
+	const defs = "features:\n  - {name: c, entity: card.token, aggregate: count, windows: [1h]}\n"
+	a := mustEngine(t, defs, Options{})
+	f, err := Parse("b.yaml", []byte(defs+"  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(card string, s int) *event.Event {
+		return &event.Event{ID: card, Time: t0.Add(time.Duration(s) * time.Second), Amount: 100, Currency: "USD",
+			Card: event.Card{Token: card}, Merchant: event.Merchant{ID: "m"}}
+	}
+	va := NewVector(a.Schema())
+	a.Observe(ev("x", 0), va)
+	b, _, err := a.Successor(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb := NewVector(b.Schema())
+	b.Observe(ev("z", 1), vb) // the successor is live (its rules are) before Activate
+	a.Observe(ev("z", 2), va) // an event under way on the replaced engine: a second z there
+	b.Activate()
+	a.Observe(ev("x", 3), va) // under way still: x moved
+	a.Observe(ev("y", 4), va) // a new card of a moved shard
+	if got := a.m.reloadUnrecorded.Load(); got != 3 {
+		t.Errorf("unrecorded %d, want 3 (z dropped, x and y not recorded)", got)
+	}
+	for card, want := range map[string]float64{"x": 2, "y": 1, "z": 2} {
+		b.Peek(ev(card, 5), vb)
+		if got, _ := num(t, b, vb, "c_1h"); got != want {
+			t.Errorf("%s: c_1h %v, want %v (the peeked event included)", card, got, want)
+		}
+	}
+	if got, want := b.tracked.Load(), entities(b); got != want || got != 2 {
+		t.Errorf("tracked %d, tables %d, want 2", got, want)
+	}
+}
