@@ -49,8 +49,8 @@ type Engine struct {
 	tracked  *atomic.Int64 // entities of every kind; shared with successors
 	newest2  atomic.Uint64 // the two newest event times seen, packed (see advance)
 	lastWarn atomic.Int64
-	next     atomic.Pointer[Engine] // the successor once activated (successor.go)
-	prev     *Engine                // the engine this one succeeds, until activated
+	current  *atomic.Pointer[Engine] // the live engine once a successor is activated; shared (successor.go)
+	prev     *Engine                 // the engine this one succeeds, until activated
 }
 
 // statelessPlan is a feature of the event alone: value, distance, mismatch.
@@ -90,7 +90,7 @@ func New(f *File, opts ...Options) (*Engine, error) {
 	}
 	o = o.withDefaults()
 	e := newEngine(o)
-	e.valueSeed, e.m, e.tracked = maphash.MakeSeed(), new(metrics), new(atomic.Int64)
+	e.valueSeed, e.m, e.tracked, e.current = maphash.MakeSeed(), new(metrics), new(atomic.Int64), new(atomic.Pointer[Engine])
 	key := o.FingerprintKey
 	if key == nil {
 		key = make([]byte, 32)

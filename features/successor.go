@@ -108,7 +108,7 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 		return nil, nil, errors.New("features: no definitions")
 	}
 	n := newEngine(e.opts)
-	n.valueSeed, n.m, n.tracked, n.fp, n.randomKey, n.geo = e.valueSeed, e.m, e.tracked, e.fp, e.randomKey, e.geo
+	n.valueSeed, n.m, n.tracked, n.fp, n.randomKey, n.geo, n.current = e.valueSeed, e.m, e.tracked, e.fp, e.randomKey, e.geo, e.current
 	if err := n.compile(f, e); err != nil {
 		return nil, nil, fmt.Errorf("features: %w", err)
 	}
@@ -139,6 +139,8 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 		for i := range k.shards {
 			k.shards[i].pending = true
 		}
+		k.lateAccepted.Store(p.lateAccepted.Load()) // counters go on
+		k.lateDropped.Store(p.lateDropped.Load())
 		t.Moved = append(t.Moved, k.name)
 		k.each(freshSlots, &k.plans)
 	}
@@ -205,8 +207,11 @@ func (k *kind) each(fresh func(slots ...int), m *planMap) {
 			fresh(p.slot)
 		}
 	}
-	if m == nil {
-		for _, p := range k.recency {
+	for _, p := range k.recency {
+		// First and last seen times always carry over, but since_last of a
+		// late event reads the recent times, which a kind without it kept
+		// none of.
+		if m == nil || (p.measure == SinceLast && k.needRecent && !m.recent) {
 			fresh(p.slot)
 		}
 	}
@@ -233,6 +238,7 @@ func (e *Engine) Activate() {
 	if p.labelsSeen.Load() {
 		e.labelsSeen.Store(true)
 	}
+	e.current.Store(e)
 	kept := map[*kindState]bool{}
 	for _, k := range e.kinds {
 		kept[k.kindState] = true
@@ -242,10 +248,23 @@ func (e *Engine) Activate() {
 	}
 	for _, k := range p.kinds {
 		if !kept[k.kindState] { // a kind no definition keys on any more
-			e.tracked.Add(-k.tracked.Load())
+			e.drop(k)
 		}
 	}
-	p.next.Store(e)
+	keptLabels := map[*labelState]bool{}
+	for _, lp := range e.labels {
+		keptLabels[lp.labelState] = true
+	}
+	for _, lp := range p.labels {
+		if !keptLabels[lp.labelState] {
+			for i := range lp.shards {
+				sh := &lp.shards[i]
+				sh.mu.Lock()
+				clear(sh.m)
+				sh.mu.Unlock()
+			}
+		}
+	}
 	for _, k := range e.kinds {
 		if k.from == nil {
 			continue
@@ -260,6 +279,22 @@ func (e *Engine) Activate() {
 		}
 	}
 	e.prev = nil // nothing to take over any more: let the predecessor go
+}
+
+// drop frees the entities of p, a predecessor's kind that no definition
+// keys on any more: its shards end as moved ones do (an event under way
+// on the predecessor records nothing there).
+func (e *Engine) drop(p *kind) {
+	for i := range p.shards {
+		sh := &p.shards[i]
+		sh.mu.Lock()
+		n := int64(sh.t.len())
+		sh.t.clear()
+		sh.moved = true
+		p.tracked.Add(-n)
+		e.tracked.Add(-n)
+		sh.mu.Unlock()
+	}
 }
 
 // moveChunk is how many slots of a predecessor's shard Activate moves per
@@ -375,15 +410,13 @@ func (k *kind) convert(old, en *entity) {
 }
 
 // live is the engine that replaced e (through any number of reloads), or
-// e: where metrics and labels go.
+// e: where metrics and labels go. Engines share the pointer to it, so that
+// one kept (vigil serve keeps the first) keeps no other alive.
 func (e *Engine) live() *Engine {
-	for {
-		n := e.next.Load()
-		if n == nil {
-			return e
-		}
-		e = n
+	if n := e.current.Load(); n != nil {
+		return n
 	}
+	return e
 }
 
 // kindList is e's kinds (none for a nil engine).

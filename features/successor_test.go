@@ -2,6 +2,7 @@ package features
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -355,5 +356,83 @@ func TestReplacedEngineRecordsNothing(t *testing.T) {
 	}
 	if got, want := b.tracked.Load(), entities(b); got != want || got != 2 {
 		t.Errorf("tracked %d, tables %d, want 2", got, want)
+	}
+}
+
+// TestSuccessorDropsRemovedKind: the entities of a kind no definition keys
+// on any more are freed (the first engine stays referenced, as vigil serve
+// keeps it), the entity total goes down by them, and an event under way
+// on the replaced engine records nothing there.
+func TestSuccessorDropsRemovedKind(t *testing.T) {
+	const card = "features:\n  - {name: c, entity: card.token, aggregate: count, windows: [1h]}\n"
+	const merch = "  - {name: m, entity: merchant.id, aggregate: distinct, field: card.token, windows: [1h]}\n"
+	f0, err := Parse("a.yaml", []byte(card))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := mustEngine(t, card, Options{MaxEntities: 1 << 22})
+	f1, err := Parse("b.yaml", []byte(card+merch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := first.Successor(f1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Activate()
+	ev := func(i int) *event.Event {
+		return &event.Event{ID: "x", Time: t0, Amount: 1, Currency: "USD", Card: event.Card{Token: "tok"}, Merchant: event.Merchant{ID: fmt.Sprint("m_", i)}}
+	}
+	v := NewVector(b.Schema())
+	for i := range 100_000 {
+		b.Observe(ev(i), v)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	c, _, err := b.Successor(f0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Activate()
+	b.Observe(ev(-1), v) // under way on the replaced engine
+	b = nil
+	if after := heap(); after > before/2 {
+		t.Errorf("heap %d MB before dropping the merchants, %d MB after", before>>20, after>>20)
+	}
+	if got, want := c.tracked.Load(), entities(c); got != want || got != 1 {
+		t.Errorf("tracked %d, tables %d, want 1", got, want)
+	}
+	runtime.KeepAlive(first)
+}
+
+// TestSuccessorSinceLastAdded: since_last added to a kind that kept no
+// recent times reads them for late events: it is listed as starting
+// empty. Late-event counters go on across the move.
+func TestSuccessorSinceLastAdded(t *testing.T) {
+	const a = "features:\n  - {name: c, entity: card.token, aggregate: count, windows: [1h]}\n"
+	e := mustEngine(t, a, Options{Lateness: 5 * time.Minute})
+	v := NewVector(e.Schema())
+	for _, s := range []int{100, 50} { // the second is late
+		e.Observe(&event.Event{ID: "x", Time: t0.Add(time.Duration(s) * time.Second), Amount: 1, Currency: "USD", Card: event.Card{Token: "tok"}}, v)
+	}
+	f, err := Parse("b.yaml", []byte(a+"  - {name: last, kind: recency, entity: card.token, measure: since_last}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, tk, err := e.Successor(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Activate()
+	if !slices.Equal(tk.Fresh, []string{"last"}) {
+		t.Errorf("fresh %v, want [last]", tk.Fresh)
+	}
+	if got := n.Stats().LateAccepted; got != 1 {
+		t.Errorf("late accepted %d after the reload, want 1", got)
 	}
 }
