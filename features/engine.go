@@ -146,7 +146,7 @@ func (e *Engine) compile(f *File, prev *Engine) error {
 		if k, ok := kinds[name]; ok {
 			return k
 		}
-		k := &kind{name: name, key: newEntityKey(d.Entity), kindState: new(kindState)}
+		k := &kind{name: name, key: newEntityKey(d.Entity), kindState: &kindState{late: new(lateCounts)}}
 		for _, p := range prev.kindList() {
 			if p.name == name {
 				k.prevLayout = p
@@ -501,7 +501,7 @@ func (e *Engine) process(k *kind, key uint64, c *evctx, v *Vector, record bool) 
 		e.takeKey(k, sh, int(key>>56), key)
 	}
 	en := sh.t.get(key)
-	if sh.moved || (en != nil && isTomb(en)) { // a successor took the state while this event was under way
+	if sh.moved || (en == nil && sh.handing) || (en != nil && isTomb(en)) { // a successor took the state while this event was under way
 		if record {
 			e.m.reloadUnrecorded.Add(1)
 		}
@@ -523,9 +523,9 @@ func (e *Engine) process(k *kind, key uint64, c *evctx, v *Vector, record bool) 
 	if record {
 		switch timing {
 		case late:
-			k.lateAccepted.Add(1)
+			k.late.accepted.Add(1)
 		case tooLate:
-			k.lateDropped.Add(1)
+			k.late.dropped.Add(1)
 		}
 	}
 	if rec && !found {

@@ -38,8 +38,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	m := e.m
 	for _, k := range e.kinds {
 		ch <- prometheus.MustNewConstMetric(descEntities, prometheus.GaugeValue, float64(k.tracked.Load()), k.name)
-		ch <- prometheus.MustNewConstMetric(descLate, prometheus.CounterValue, float64(k.lateAccepted.Load()), k.name, "accepted")
-		ch <- prometheus.MustNewConstMetric(descLate, prometheus.CounterValue, float64(k.lateDropped.Load()), k.name, "dropped")
+		ch <- prometheus.MustNewConstMetric(descLate, prometheus.CounterValue, float64(k.late.accepted.Load()), k.name, "accepted")
+		ch <- prometheus.MustNewConstMetric(descLate, prometheus.CounterValue, float64(k.late.dropped.Load()), k.name, "dropped")
 	}
 	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(m.evictIdle.Load()), "idle")
 	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(m.evictStale.Load()), "stale")
@@ -79,8 +79,8 @@ func (e *Engine) Stats() Stats {
 		EvictedExpired: e.m.evictExpired.Load(), Sketches: e.m.sketches.Load()}
 	for _, k := range e.kinds {
 		s.Entities += k.tracked.Load()
-		s.LateAccepted += k.lateAccepted.Load()
-		s.LateDropped += k.lateDropped.Load()
+		s.LateAccepted += k.late.accepted.Load()
+		s.LateDropped += k.late.dropped.Load()
 	}
 	return s
 }

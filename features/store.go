@@ -44,13 +44,15 @@ type kind struct {
 	*kindState
 }
 
+// lateCounts counts a kind's late events.
+type lateCounts struct{ accepted, dropped atomic.Uint64 }
+
 // kindState is the entities of a kind and their counters: what a
 // successor engine shares when the kind's state layout is unchanged.
 type kindState struct {
-	tracked      atomic.Int64
-	cursor       atomic.Uint32 // eviction probe cursor
-	lateAccepted atomic.Uint64
-	lateDropped  atomic.Uint64
+	tracked atomic.Int64
+	cursor  atomic.Uint32 // eviction probe cursor
+	late    *lateCounts   // shared with the kind's successors, whatever their state
 
 	shards [numShards]shard
 }
@@ -64,11 +66,12 @@ type shard struct {
 	t       table
 	creates uint32 // entities created, to pace the retention sweep
 	// pending: entities of the predecessor's shard are still to be taken
-	// over (an event takes its own first), from slot cursor on; moved: this
-	// shard's entities were handed to a successor, it keeps none any more.
-	pending, moved bool
-	cursor         int
-	_              [64]byte
+	// over (an event takes its own first), from slot cursor on. handing: a
+	// successor is taking this shard's entities, it creates none any more;
+	// moved: it has taken them all.
+	pending, handing, moved bool
+	cursor                  int
+	_                       [64]byte
 }
 
 // entity is one tracked key. Raw keys are never stored: the table key is a
@@ -132,6 +135,9 @@ const (
 // newest event among the sample.
 func (sh *shard) oldest(start uint64) (key uint64, newest uint32, ok bool) {
 	sh.t.sample(start, evictSample, func(k uint64, en *entity) {
+		if isTomb(en) { // its state moved to a successor
+			return
+		}
 		if !ok || en.newest < newest {
 			key, newest, ok = k, en.newest, true
 		}
@@ -190,6 +196,7 @@ func (e *Engine) makeRoom(k *kind, sh *shard, newKey uint64, wm int64) {
 		evicted = &e.m.evictStale
 	}
 	start := mix64(newKey)
+	e.settle(k, sh, int(newKey>>56))
 	key, newest, ok := sh.oldest(start)
 	if ok && idle(newest) {
 		evicted.Add(1)
@@ -198,10 +205,12 @@ func (e *Engine) makeRoom(k *kind, sh *shard, newKey uint64, wm int64) {
 	}
 	var other *shard
 	for range evictProbes {
-		o := &k.shards[k.cursor.Add(1)%numShards]
+		oi := int(k.cursor.Add(1) % numShards)
+		o := &k.shards[oi]
 		if o == sh || !o.mu.TryLock() {
 			continue
 		}
+		e.settle(k, o, oi)
 		if okey, onewest, ok := o.oldest(start); ok && idle(onewest) {
 			evicted.Add(1)
 			e.remove(k, o, okey)
@@ -215,10 +224,12 @@ func (e *Engine) makeRoom(k *kind, sh *shard, newKey uint64, wm int64) {
 		// another one, an idle entity if any shard's oldest is.
 		from := k.cursor.Add(1)
 		for j := range numShards { // every shard once
-			o := &k.shards[(from+uint32(j))%numShards]
+			oi := int((from + uint32(j)) % numShards)
+			o := &k.shards[oi]
 			if o == sh || !o.mu.TryLock() {
 				continue
 			}
+			e.settle(k, o, oi)
 			okey, onewest, ok := o.oldest(start)
 			if ok && idle(onewest) {
 				if other != nil {

@@ -139,8 +139,7 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 		for i := range k.shards {
 			k.shards[i].pending = true
 		}
-		k.lateAccepted.Store(p.lateAccepted.Load()) // counters go on
-		k.lateDropped.Store(p.lateDropped.Load())
+		k.late = p.late // counters go on
 		t.Moved = append(t.Moved, k.name)
 		k.each(freshSlots, &k.plans)
 	}
@@ -321,6 +320,7 @@ func (e *Engine) drain(k *kind, sh *shard, i, n int) bool {
 	old := &k.from.shards[i]
 	old.mu.Lock()
 	defer old.mu.Unlock()
+	old.handing = true
 	slots := old.t.slots
 	for ; sh.cursor < len(slots) && n > 0; sh.cursor++ {
 		if sl := &slots[sh.cursor]; sl.key != 0 {
@@ -338,11 +338,22 @@ func (e *Engine) drain(k *kind, sh *shard, i, n int) bool {
 	return true
 }
 
+// settle moves what is left of the predecessor's shard i into sh (shard i
+// of k, locked), when it is pending: eviction must see those entities
+// (the idle ones the cap should drop are there).
+func (e *Engine) settle(k *kind, sh *shard, i int) {
+	if sh.pending {
+		for !e.drain(k, sh, i, math.MaxInt) {
+		}
+	}
+}
+
 // takeKey moves the entity of key, if the predecessor's shard i still has
 // it, into sh (shard i of k, locked): an event reached it first.
 func (e *Engine) takeKey(k *kind, sh *shard, i int, key uint64) {
 	old := &k.from.shards[i]
 	old.mu.Lock()
+	old.handing = true // no entity it lacks now may appear there after
 	if en := old.t.get(key); en != nil {
 		e.moveEntity(k, sh, key, en)
 	}
@@ -351,8 +362,8 @@ func (e *Engine) takeKey(k *kind, sh *shard, i int, key uint64) {
 
 // moveEntity moves en (of the predecessor, whose shard is locked, as sh
 // is) into sh and leaves a tomb in its place. An entity that sh has
-// already (the predecessor created it while the successor had the key) is
-// dropped, its event counted as unrecorded.
+// already is dropped, counted as unrecorded (it cannot happen: the
+// predecessor creates none in a shard being handed over).
 func (e *Engine) moveEntity(k *kind, sh *shard, key uint64, en *entity) {
 	if isTomb(en) {
 		return

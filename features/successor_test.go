@@ -23,6 +23,20 @@ func sortedStream(seed uint64, n int) []*event.Event {
 	return evs
 }
 
+// successor is e's successor for defs.
+func successor(t testing.TB, e *Engine, defs string) *Engine {
+	t.Helper()
+	f, err := Parse("b.yaml", []byte(defs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := e.Successor(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // entities counts the entities in e's tables.
 func entities(e *Engine) int64 {
 	var n int64
