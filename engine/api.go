@@ -34,7 +34,7 @@ var OpenAPI []byte
 // this reload made a new set live (false: the files were those of the
 // running set).
 type Reloader interface {
-	Reload(ctx context.Context, trigger string) (changed bool, err error)
+	ReloadReport(ctx context.Context, trigger string) (rules.Report, error)
 }
 
 // API serves the HTTP API.
@@ -286,7 +286,7 @@ func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotImplemented, "not_supported", "reloading is not configured", nil)
 		return
 	}
-	changed, err := a.reloader.Reload(rules.WithActor(r.Context(), "key:"+KeyID(r.Context())), "api")
+	rep, err := a.reloader.ReloadReport(rules.WithActor(r.Context(), "key:"+KeyID(r.Context())), "api")
 	if err != nil {
 		// one field per problem: its position (file:line:col) and what is wrong
 		var fields []event.FieldError
@@ -304,11 +304,20 @@ func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusUnprocessableEntity, "reload_failed", err.Error(), fields)
 		return
 	}
-	status := "reloaded"
-	if !changed {
-		status = "unchanged" // the files are those of the running set
+	out := reloadAnswer{Status: "reloaded", Ruleset: a.engine.rules.Current().VersionString(), FeaturesFresh: rep.FeaturesFresh}
+	if !rep.Changed {
+		out.Status = "unchanged" // the files are those of the running set
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": status, "ruleset": a.engine.rules.Current().VersionString()})
+	writeJSON(w, http.StatusOK, out)
+}
+
+// reloadAnswer is the body of a successful POST /-/reload.
+type reloadAnswer struct {
+	Status  string `json:"status"` // reloaded or unchanged
+	Ruleset string `json:"ruleset"`
+	// FeaturesFresh lists the features that start with empty windows, when
+	// the reload changed the feature definitions.
+	FeaturesFresh []string `json:"features_fresh,omitempty"`
 }
 
 // apiError is the body of every error response.

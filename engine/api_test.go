@@ -81,18 +81,19 @@ type fakeReloader struct {
 	calls int
 	load  func() // what the reload does; nil: the files had not changed
 	fail  error  // returned instead, when set
+	fresh []string
 }
 
-func (f *fakeReloader) Reload(context.Context, string) (bool, error) {
+func (f *fakeReloader) ReloadReport(context.Context, string) (rules.Report, error) {
 	f.calls++
 	if f.fail != nil {
-		return false, f.fail
+		return rules.Report{}, f.fail
 	}
 	if f.load != nil {
 		f.load()
-		return true, nil
+		return rules.Report{Changed: true, FeaturesFresh: f.fresh}, nil
 	}
-	return false, nil
+	return rules.Report{}, nil
 }
 
 // TestReloadSaysWhetherTheRulesChanged: POST /-/reload answers "unchanged"

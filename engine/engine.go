@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-fraud/vigil/engine/event"
 	"github.com/vigil-fraud/vigil/features"
 	"github.com/vigil-fraud/vigil/rules"
@@ -107,6 +109,12 @@ func (e *Engine) featuresOf(set *rules.Set) *features.Engine {
 func (e *Engine) RulesetChanged(old, cur *rules.Set) {
 	if old != nil {
 		e.metrics.rulesetInfo.DeleteLabelValues(old.Version, old.Label)
+		for _, r := range old.Rules { // a rule gone: its series go too
+			if cur.Rule(r.Name) == nil {
+				e.metrics.ruleHits.DeletePartialMatch(prometheus.Labels{"rule": r.Name})
+				e.metrics.ruleErrors.DeleteLabelValues(r.Name)
+			}
+		}
 	}
 	e.metrics.rulesetInfo.WithLabelValues(cur.Version, cur.Label).Set(1)
 	e.reads.Store(newReadSet(cur, e.metrics))

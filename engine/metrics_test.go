@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vigil-fraud/vigil/rules"
 )
@@ -84,4 +86,21 @@ func TestRuleHitCounters(t *testing.T) {
 	score("e", "30000")
 	want("after hook", "large", "yes", 2)
 	want("after hook", "large_shadow", "shadow", 2)
+	// the rules that left the set left their series behind them
+	for _, v := range []*prometheus.CounterVec{hits, e.metrics.ruleErrors} {
+		ch := make(chan prometheus.Metric, 100)
+		v.Collect(ch)
+		close(ch)
+		for m := range ch {
+			var d dto.Metric
+			if err := m.Write(&d); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range d.Label {
+				if l.GetName() == "rule" && strings.HasPrefix(l.GetValue(), "big") {
+					t.Errorf("a removed rule's series is still exported: %v", d.Label)
+				}
+			}
+		}
+	}
 }

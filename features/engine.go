@@ -264,7 +264,7 @@ func (e *Engine) compile(f *File, prev *Engine) error {
 	if e.retention < longest+e.lateness {
 		return fmt.Errorf("retention %ds is shorter than the longest window plus the lateness (%ds)", e.retention, longest+e.lateness)
 	}
-	if usesFP && e.randomKey {
+	if usesFP && e.randomKey && prev == nil { // a successor keeps its predecessor's key
 		e.log.Warn("features: no fingerprint key configured; derived device fingerprints use a random key and change at restart")
 	}
 	s, err := NewSchema(fields)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -28,8 +29,9 @@ import (
 
 // Takeover says what a successor keeps of its predecessor's state.
 type Takeover struct {
-	Shared []string // entity kinds whose state is shared as it is
-	Moved  []string // entity kinds whose entities move, keeping what they can
+	Shared  []string // entity kinds whose state is shared as it is
+	Moved   []string // entity kinds whose entities move, keeping what they can
+	Dropped []string // entity kinds no definition keys on any more: freed
 	// Fresh lists the features whose state starts empty: their windows
 	// count only events from now on (a restart does the same to all).
 	Fresh []string
@@ -117,7 +119,7 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 	for _, k := range e.kinds {
 		prev[k.name] = k
 	}
-	t := &Takeover{}
+	t := &Takeover{Shared: []string{}, Moved: []string{}, Dropped: []string{}, Fresh: []string{}}
 	fresh := make([]bool, n.schema.Len())
 	freshSlots := func(slots ...int) {
 		for _, s := range slots {
@@ -142,6 +144,11 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 		k.late = p.late // counters go on
 		t.Moved = append(t.Moved, k.name)
 		k.each(freshSlots, &k.plans)
+	}
+	for _, p := range e.kinds {
+		if !slices.ContainsFunc(n.kinds, func(k *kind) bool { return k.name == p.name }) {
+			t.Dropped = append(t.Dropped, p.name)
+		}
 	}
 	used := make([]bool, len(e.labels))
 	for _, lp := range n.labels {

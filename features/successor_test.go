@@ -23,6 +23,13 @@ func sortedStream(seed uint64, n int) []*event.Event {
 	return evs
 }
 
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
 // successor is e's successor for defs.
 func successor(t testing.TB, e *Engine, defs string) *Engine {
 	t.Helper()
@@ -69,6 +76,7 @@ func TestSuccessorKeepsState(t *testing.T) {
 		edit          func(string) string
 		shared, moved []string
 		fresh         []string
+		dropped       []string
 	}{
 		{name: "names and help only", edit: func(s string) string {
 			s = sub("{name: c, entity", "{name: count, help: renamed, entity")(s)
@@ -99,7 +107,7 @@ func TestSuccessorKeepsState(t *testing.T) {
 			s = sub("  - {name: newm10, kind: novelty, entity: card.token, field: merchant.id, lookback: 10m}\n", "")(s)
 			s = sub("  - {name: hour, kind: hour_of_day, entity: card.token, min_history: 3}\n", "")(s)
 			return sub("  - {name: mc, entity: merchant.id, aggregate: count, windows: [10m]}\n", "")(s)
-		}, moved: []string{"card.token"}},
+		}, moved: []string{"card.token"}, dropped: []string{"merchant.id"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defsB := tc.edit(propertyDefs)
@@ -128,8 +136,9 @@ func TestSuccessorKeepsState(t *testing.T) {
 			for _, ev := range mid { // the old engine is still the live one
 				a.Observe(ev, va)
 			}
-			if !slices.Equal(tk.Shared, tc.shared) || !slices.Equal(tk.Moved, tc.moved) || !slices.Equal(tk.Fresh, tc.fresh) {
-				t.Fatalf("takeover shared %v moved %v fresh %v, want %v %v %v", tk.Shared, tk.Moved, tk.Fresh, tc.shared, tc.moved, tc.fresh)
+			if !slices.Equal(tk.Shared, orEmpty(tc.shared)) || !slices.Equal(tk.Moved, orEmpty(tc.moved)) || !slices.Equal(tk.Fresh, orEmpty(tc.fresh)) ||
+				!slices.Equal(tk.Dropped, orEmpty(tc.dropped)) {
+				t.Fatalf("takeover %+v, want shared %v moved %v fresh %v dropped %v", tk, tc.shared, tc.moved, tc.fresh, tc.dropped)
 			}
 			fresh := map[string]bool{}
 			for _, n := range tk.Fresh {

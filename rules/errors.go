@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/vigil-fraud/vigil/features"
 )
 
 // Pos is a position in a rule file: 1-based line and column.
@@ -47,6 +49,14 @@ func Errors(err error) []*Error {
 		}
 		if e, ok := err.(*Error); ok {
 			out = append(out, e)
+			return
+		}
+		if e, ok := err.(*features.Error); ok { // a features file reloaded with the rules
+			msg := e.Msg
+			if e.Feature != "" {
+				msg = fmt.Sprintf("feature %q: %s", e.Feature, e.Msg)
+			}
+			out = append(out, &Error{Pos: Pos{e.Pos.File, e.Pos.Line, e.Pos.Col}, Err: errors.New(msg)})
 			return
 		}
 		if j, ok := err.(interface{ Unwrap() []error }); ok {

@@ -39,7 +39,7 @@ func readDir(fsys fs.FS, dir, display string, want func(string) bool) ([]Source,
 	}
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
-		return nil, fmt.Errorf("reading rules: %w", err)
+		return nil, fmt.Errorf("reading rules in %s: %w", display, err)
 	}
 	var srcs []Source
 	for _, e := range entries {

@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,7 +54,7 @@ type Loader struct {
 
 	mu       sync.Mutex        // serializes reloads
 	checksum string            // of the live files
-	failed   string            // of the files of the last failed reload
+	failed   string            // of the files of the last failed reload, or its read error
 	files    map[string]string // name → sha256 of the live files (the features file's too)
 	metrics  *loaderMetrics
 	now      func() time.Time
@@ -126,6 +128,20 @@ func actorOf(ctx context.Context) string {
 // loader's lock, so that a concurrent reload cannot make one caller's
 // no-op look like a change or the reverse.
 func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err error) {
+	r, err := l.ReloadReport(ctx, trigger)
+	return r.Changed, err
+}
+
+// Report is what a successful reload did.
+type Report struct {
+	Changed bool // a new set went live
+	// FeaturesFresh lists the features that new definitions start with
+	// empty windows (nil when the features did not change).
+	FeaturesFresh []string
+}
+
+// ReloadReport is Reload, saying what the reload did.
+func (l *Loader) ReloadReport(ctx context.Context, trigger string) (Report, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	start := time.Now()
@@ -136,18 +152,25 @@ func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err 
 			err = fmt.Errorf("reading features: %w", err)
 		}
 	}
+	if err != nil && trigger == "poll" && "read\x00"+err.Error() == l.failed {
+		return Report{}, nil // reported when it failed
+	}
 	if err == nil {
 		sum, files := checksums(l.withFeatures(srcs, fdata))
 		switch {
 		case sum == l.checksum:
-			l.Log.Debug("rules unchanged; reload skipped", "trigger", trigger)
+			level := slog.LevelInfo
+			if trigger == "poll" {
+				level = slog.LevelDebug
+			}
+			l.Log.Log(ctx, level, "rules unchanged; nothing to reload", "trigger", trigger, "ruleset", l.Manager.Current().VersionString())
 			if l.metrics != nil {
 				l.metrics.success.Set(1) // the files are the running set again
 			}
 			l.failed = ""
-			return false, nil
+			return Report{}, nil
 		case sum == l.failed && trigger == "poll":
-			return false, nil // reported when it failed
+			return Report{}, nil // reported when it failed
 		}
 		var old, cur *Set
 		var tk *features.Takeover
@@ -158,9 +181,15 @@ func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err 
 			changes := changedFiles(l.files, files)
 			l.checksum, l.files, l.failed = sum, files, ""
 			l.succeeded(ctx, trigger, old, cur, changes, tk, time.Since(start))
-			return true, nil
+			r := Report{Changed: true}
+			if tk != nil {
+				r.FeaturesFresh = tk.Fresh
+			}
+			return r, nil
 		}
 		l.failed = sum
+	} else {
+		l.failed = "read\x00" + err.Error()
 	}
 	if l.metrics != nil {
 		l.metrics.success.Set(0)
@@ -172,7 +201,7 @@ func (l *Loader) Reload(ctx context.Context, trigger string) (changed bool, err 
 	}
 	l.Log.Error("rule reload failed; keeping the running ruleset", "trigger", trigger, "errors", len(errs),
 		"ruleset", l.Manager.Current().VersionString())
-	return false, err
+	return Report{}, err
 }
 
 // load compiles the rules (against new feature definitions when the
@@ -197,6 +226,9 @@ func (l *Loader) load(srcs []Source, fdata []byte, featuresChanged bool) (old, c
 		}
 	}
 	if old, cur, err = l.Manager.LoadBound(srcs, fe); err != nil || fe == l.Features {
+		if err != nil && fe != l.Features && strings.Contains(err.Error(), "unknown name") {
+			err = errors.Join(err, fmt.Errorf("the features file %s changed in this reload: do the rules read a feature it no longer declares?", l.FeaturesFile))
+		}
 		return old, cur, nil, err
 	}
 	// The new definitions and the rules reading them are live: the old
@@ -210,12 +242,16 @@ func (l *Loader) load(srcs []Source, fdata []byte, featuresChanged bool) (old, c
 
 // tookOver logs what the new feature definitions kept of the state.
 func (l *Loader) tookOver(tk *features.Takeover, took time.Duration) {
-	args := []any{"shared", tk.Shared, "moved", tk.Moved, "fresh", tk.Fresh, "move_duration", took}
-	if len(tk.Fresh) > 0 {
+	args := []any{"shared", tk.Shared, "moved", tk.Moved, "dropped", tk.Dropped, "fresh", tk.Fresh,
+		"move_ms", float64(took.Microseconds()) / 1000}
+	switch {
+	case len(tk.Fresh) > 0:
 		l.Log.Warn("features reloaded; these features start with empty windows (they count events from now on)", args...)
-		return
+	case len(tk.Dropped) > 0:
+		l.Log.Info("features reloaded; every feature kept its state; entity kinds no definition reads were freed", args...)
+	default:
+		l.Log.Info("features reloaded; every feature kept its state", args...)
 	}
-	l.Log.Info("features reloaded; every feature kept its state", args...)
 }
 
 // emptied refuses a reload in which a file that holds rules of the running
@@ -298,7 +334,7 @@ func (l *Loader) succeeded(ctx context.Context, trigger string, old, cur *Set, c
 		names[i] = c.Change + " " + c.Name
 	}
 	l.Log.Info("rules reloaded", "trigger", trigger, "actor", rec.Actor, "old", rec.OldVersion, "new", rec.NewVersion,
-		"files_changed", names, "rules", rec.Rules, "files_compiled", rec.FilesCompiled, "duration", took)
+		"files_changed", names, "rules", rec.Rules, "files_compiled", rec.FilesCompiled, "duration_ms", rec.DurationMS)
 	if l.Audit != nil {
 		line, _ := json.Marshal(rec)
 		if _, err := l.Audit.Write(append(line, '\n')); err != nil {

@@ -12,6 +12,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-fraud/vigil/engine/event"
 	"github.com/vigil-fraud/vigil/features"
 )
@@ -76,15 +78,33 @@ func TestReloadFeatures(t *testing.T) {
 		t.Fatalf("unchanged: %v %v", changed, err)
 	}
 
-	// A definition the rules cannot read any more: both stay.
+	// A definition the rules cannot read any more: both stay, and the
+	// error says the features changed.
 	write("features:\n  - {name: card_total, entity: card.token, aggregate: count, windows: [1h]}\n")
-	if changed, err := l.Reload(context.Background(), "api"); err == nil || changed || !strings.Contains(err.Error(), "card_count_1h") {
+	if changed, err := l.Reload(context.Background(), "api"); err == nil || changed || !strings.Contains(err.Error(), "card_count_1h") ||
+		!strings.Contains(err.Error(), "the features file "+ffile+" changed in this reload") {
 		t.Fatalf("rules reading a removed feature: %v %v", changed, err)
 	}
 	// A file that does not parse: both stay, the error says where.
 	write("features:\n  - {name: x, entity: card.token, aggregate: count, windows: [1h], bogus: 1}\n")
-	if changed, err := l.Reload(context.Background(), "api"); err == nil || changed || !strings.Contains(err.Error(), ffile+":2:") {
+	changed, err := l.Reload(context.Background(), "api")
+	if err == nil || changed || !strings.Contains(err.Error(), ffile+":2:") {
 		t.Fatalf("broken features: %v %v", changed, err)
+	}
+	if errs := Errors(err); errs[0].Pos.File != ffile || errs[0].Pos.Line != 2 {
+		t.Errorf("the error's position %+v, want %s:2", errs[0].Pos, ffile)
+	}
+	// A file gone: both stay; a poll reports it once.
+	reg := prometheus.NewRegistry()
+	l.Register(reg)
+	if err := os.Remove(ffile); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		l.Reload(context.Background(), "poll")
+	}
+	if got := metric(t, reg, "vigil_rules_reload_errors_total"); got != 1 {
+		t.Errorf("a missing features file polled 3 times: %v errors, want 1", got)
 	}
 	if m.Current() != set || l.Features != fe {
 		t.Fatal("a failed reload changed the live set or engine")

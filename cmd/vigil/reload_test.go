@@ -67,7 +67,7 @@ func TestServeReloadsFeatures(t *testing.T) {
 	}
 	write(ffile, defs+"  - {name: card_merchants, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n")
 	write(filepath.Join(rdir, "merchants.yaml"), "rules:\n  - {name: merchants, when: card_merchants_1h >= 2, action: step_up, score: 40, reason: MERCHANTS}\n")
-	if code, out := call("POST", "/-/reload", ""); code != 200 || out["status"] != "reloaded" {
+	if code, out := call("POST", "/-/reload", ""); code != 200 || out["status"] != "reloaded" || fmt.Sprint(out["features_fresh"]) != "[card_merchants_1h]" {
 		t.Fatalf("reload: %d %v\n%s", code, out, stderr)
 	}
 	d := score(4, "m_2")
