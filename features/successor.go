@@ -115,6 +115,9 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 		return nil, nil, fmt.Errorf("features: %w", err)
 	}
 	n.prev = e
+	for _, k := range n.kinds {
+		k.prevLayout = nil // compiled: keeps no predecessor alive
+	}
 	prev := map[string]*kind{}
 	for _, k := range e.kinds {
 		prev[k.name] = k
@@ -130,7 +133,7 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 		p := prev[k.name]
 		switch {
 		case p == nil:
-			k.each(freshSlots, nil)
+			k.freshOutputs(freshSlots, nil)
 			continue
 		case k.sig == p.sig:
 			k.key, k.kindState = p.key, p.kindState
@@ -143,7 +146,7 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 		}
 		k.late = p.late // counters go on
 		t.Moved = append(t.Moved, k.name)
-		k.each(freshSlots, &k.plans)
+		k.freshOutputs(freshSlots, &k.plans)
 	}
 	for _, p := range e.kinds {
 		if !slices.ContainsFunc(n.kinds, func(k *kind) bool { return k.name == p.name }) {
@@ -171,11 +174,11 @@ func (e *Engine) Successor(f *File) (*Engine, *Takeover, error) {
 	return n, t, nil
 }
 
-// each calls fresh with the output slots of every plan of k that m maps
+// freshOutputs calls fresh with the output slots of every plan of k that m maps
 // to no plan of the predecessor (every plan when m is nil). Recency
 // features read first and last seen times, which carry over whenever the
 // kind existed.
-func (k *kind) each(fresh func(slots ...int), m *planMap) {
+func (k *kind) freshOutputs(fresh func(slots ...int), m *planMap) {
 	var pm planMap
 	if m != nil {
 		pm = *m
@@ -283,6 +286,7 @@ func (e *Engine) Activate() {
 				sh.mu.Unlock()
 			}
 		}
+		k.from = nil // every shard taken over (read only while one is pending)
 	}
 	e.prev = nil // nothing to take over any more: let the predecessor go
 }

@@ -459,3 +459,35 @@ func TestSuccessorSinceLastAdded(t *testing.T) {
 		t.Errorf("late accepted %d after the reload, want 1", got)
 	}
 }
+
+// TestReloadsKeepNoHistory: reloading back and forth keeps no trace of
+// the engines replaced (their kinds, their emptied shards): the heap does
+// not grow with the number of reloads.
+func TestReloadsKeepNoHistory(t *testing.T) {
+	const card = "features:\n  - {name: c, entity: card.token, aggregate: count, windows: [1h]}\n"
+	defs := [2]string{card, card + "  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n"}
+	first := mustEngine(t, defs[0], Options{})
+	e := first
+	v := NewVector(e.Schema())
+	for i := range 1000 {
+		e.Observe(cardEvent(fmt.Sprint("c", i), 0), v)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	var at20 uint64
+	for r := range 120 {
+		e = successor(t, e, defs[(r+1)%2])
+		e.Activate()
+		if r == 19 {
+			at20 = heap()
+		}
+	}
+	if grown := int64(heap()) - int64(at20); grown > 1<<20 {
+		t.Errorf("100 more reloads grew the heap by %d KB", grown>>10)
+	}
+	runtime.KeepAlive(first) // vigil serve keeps the first engine
+}
