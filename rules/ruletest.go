@@ -440,6 +440,44 @@ func RunTests(set *Set, newObserver func() (Observer, error), files []*TestFile,
 }
 
 // featureNames lists the schema's feature names, sorted.
+// CheckTests reports, without running them, the expectations of test
+// files that cannot hold against set: a feature the definitions do not
+// provide, a hit or ignored rule the set does not have. Each error has the
+// expectation's position.
+func CheckTests(set *Set, files []*TestFile) error {
+	var errs errorList
+	var rulesNames []string
+	for _, r := range set.Rules {
+		rulesNames = append(rulesNames, r.Name)
+	}
+	for _, f := range files {
+		for _, tc := range f.Tests {
+			for _, x := range tc.Expect {
+				at := Pos{tc.Pos.File, x.Line, 1}
+				if at.File == "" {
+					at.File = f.Name
+				}
+				for _, name := range missingFeatures(set.Schema, &TestCase{Expect: []Expectation{x}}) {
+					errs.add(at, "", "test %q expects feature %s, which the feature definitions do not provide%s",
+						tc.Name, name, Suggest(name, featureNames(set.Schema), ""))
+				}
+				for _, list := range []*[]string{x.Hits, x.Ignored} {
+					if list == nil {
+						continue
+					}
+					for _, name := range *list {
+						if set.Rule(name) == nil {
+							errs.add(at, "", "test %q expects a hit of rule %s, which the set does not have%s",
+								tc.Name, name, Suggest(name, rulesNames, ""))
+						}
+					}
+				}
+			}
+		}
+	}
+	return errs.err()
+}
+
 func featureNames(schema *features.Schema) []string {
 	var out []string
 	for _, f := range schema.Fields {

@@ -172,6 +172,9 @@ func cmdRulesCheck(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	tests, err := dir.loadTests()
+	if err == nil {
+		err = rules.CheckTests(set, tests) // expectations that cannot hold: a test would fail
+	}
 	if err != nil {
 		printErrors(stderr, err)
 		return exitInvalid
