@@ -352,6 +352,7 @@ func TestScoreErrors(t *testing.T) {
 		{tx("e4", 1, "") + strings.Repeat(" ", 64<<10-len(tx("e4", 1, ""))), 200, "", ""},                                                     // exactly the limit
 		{`{"id":"e5","amount":1,"currency":"USD","card":{"token":"4111111111111111","token":"t"}}`, 422, "card_number_refused", "card.token"}, // an overwritten duplicate is scanned too
 		{`{"id":"e6","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"x":{"y":"4111111111111111"}}}`, 422, "card_number_refused", "attributes.x.y"},
+		{`{"id":"e6b","amount":1,"currency":"USD","card":{"token":"t"},"device":{"user_agent":"４１１１\u00a01111\u20131111 1111"}}`, 422, "card_number_refused", "device.user_agent"}, // full-width digits, Unicode separators (escaped in JSON)
 	} {
 		resp, body := do(t, srv, "POST", "/v1/score", scoreKey, tc.body)
 		var e apiError

@@ -1,11 +1,20 @@
 package event
 
-import "math/bits"
+import (
+	"math/bits"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // A PAN (primary account number) is 13 to 19 digits, passes the Luhn check
 // and starts with a card network's prefix. vigil refuses any event value that
 // contains one, with single spaces or dashes allowed between digit groups, so
-// that raw card numbers never reach its state, logs or signals.
+// that raw card numbers never reach its state, logs or signals. Digits of
+// any script (full-width ４１１１, Arabic-Indic, ...) count as digits, and
+// any Unicode space (a no-break space) or dash (an en dash) as a separator:
+// a number pasted from a formatted document is caught too. Dots and
+// slashes do not separate groups (decimal numbers and dates would match).
 //
 // Trade-off: any numeric identifier that happens to look like a PAN (about
 // one random 16-digit number in ten with a network prefix passes Luhn) is
@@ -23,8 +32,17 @@ const (
 // 1111 1111" is caught as well as "4111111111111111"; a single group longer
 // than 19 digits is a number, not a card.
 func ContainsPAN(s string) bool {
-	// Fast path: most values have fewer than 13 digits in total.
-	if len(s) < panMinDigits || countDigits(s) < panMinDigits {
+	// Fast path: most values have fewer than 13 digits in total (a PAN
+	// takes at least a byte a digit, in any script).
+	if len(s) < panMinDigits {
+		return false
+	}
+	n, ascii := countDigits(s)
+	if !ascii {
+		s = asciiDigits(s)
+		n, _ = countDigits(s)
+	}
+	if n < panMinDigits {
 		return false
 	}
 	// The groups of the current run as [start, end) offsets in s, a ring
@@ -142,10 +160,12 @@ func hasNetworkPrefix(d []byte) bool {
 	return false
 }
 
-// countDigits counts the ASCII digits of s, eight bytes at a time.
-func countDigits(s string) int {
+// countDigits counts the ASCII digits of s, eight bytes at a time, and
+// says whether s is all ASCII.
+func countDigits(s string) (n int, ascii bool) {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	n, i := 0, 0
+	var high uint64
+	i := 0
 	for ; i+8 <= len(s); i += 8 {
 		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
@@ -153,13 +173,49 @@ func countDigits(s string) int {
 		geZero := x + lo*(0x80-'0')                       // high bit set where x >= '0'
 		gtNine := x + lo*(0x80-'9'-1)                     // high bit set where x > '9'
 		n += bits.OnesCount64(geZero &^ gtNine &^ w & hi) // and not above 0x7f
+		high |= w & hi
 	}
 	for ; i < len(s); i++ {
 		if isDigit(s[i]) {
 			n++
 		}
+		high |= uint64(s[i] & 0x80)
 	}
-	return n
+	return n, high == 0
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// asciiDigits maps s to ASCII for the PAN scan, a byte per rune: a decimal
+// digit of any script to its ASCII digit, a Unicode space to ' ', a dash to
+// '-', anything else non-ASCII to 'x'.
+func asciiDigits(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		switch {
+		case r < utf8.RuneSelf:
+			b.WriteByte(byte(r))
+		case unicode.IsDigit(r):
+			b.WriteByte(byte('0' + digitValue(r)))
+		case unicode.IsSpace(r), unicode.Is(unicode.Zs, r):
+			b.WriteByte(' ')
+		case unicode.Is(unicode.Pd, r), r == '\u2212': // dashes, the minus sign
+			b.WriteByte('-')
+		default:
+			b.WriteByte('x')
+		}
+	}
+	return b.String()
+}
+
+// digitValue is the value of a decimal digit (unicode.IsDigit): Unicode
+// encodes each script's digits as a run of ten from zero, the runs of
+// some scripts adjacent (the mathematical digits).
+func digitValue(r rune) int {
+	k := 0
+	for unicode.IsDigit(r - rune(k) - 1) {
+		k++
+	}
+	return k % 10
+}

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 func TestContainsPAN(t *testing.T) {
@@ -36,6 +37,18 @@ func TestContainsPAN(t *testing.T) {
 		{"ref " + strings.Repeat("1234567890", 7) + " 4111 1111 1111 1111", true},
 		{strings.Repeat("4111111111111111", 2), false}, // one 32-digit group
 		{"order 2026-11-22 12:00", false},
+		// digits of other scripts, Unicode spaces and dashes
+		{"４１１１１１１１１１１１１１１１", true},                                                                                 // full-width
+		{"4111\u00a01111\u00a01111\u00a01111", true},                                                               // no-break spaces
+		{"4111\u202f1111\u20091111\u20071111", true},                                                               // narrow, thin, figure spaces
+		{"4111\u20131111\u20141111\u22121111", true},                                                               // en dash, em dash, minus
+		{"\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661", true}, // Arabic-Indic
+		{"\U0001d7d2\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf\U0001d7cf", true}, // mathematical bold
+		{"４１１１１１１１１１１１１１１２", false},               // Luhn fails
+		{"4111\u00a0\u00a01111 1111 1111", false}, // two separators
+		{"4111.1111.1111.1111", false},            // dots do not separate groups
+		{"café 4111 1111 1111 1111", true},        // non-ASCII elsewhere
+		{"\xff4111111111111111", true},            // invalid UTF-8 elsewhere
 		{"", false},
 		{"tok_4f9a", false},
 	} {
@@ -46,8 +59,25 @@ func TestContainsPAN(t *testing.T) {
 }
 
 // containsPANReference is ContainsPAN written the obvious way: every
-// sequence of whole digit groups joined by single spaces or dashes.
+// sequence of whole digit groups joined by single spaces or dashes, once
+// the string is mapped to ASCII rune by rune.
 func containsPANReference(s string) bool {
+	var ascii []byte
+	for _, r := range s {
+		switch {
+		case r < 0x80:
+			ascii = append(ascii, byte(r))
+		case unicode.IsDigit(r):
+			ascii = append(ascii, byte('0'+digitValue(r)))
+		case unicode.IsSpace(r) || unicode.Is(unicode.Zs, r):
+			ascii = append(ascii, ' ')
+		case unicode.Is(unicode.Pd, r) || r == '\u2212':
+			ascii = append(ascii, '-')
+		default:
+			ascii = append(ascii, 'x')
+		}
+	}
+	s = string(ascii)
 	type group struct{ start, end int }
 	var groups []group
 	for i := 0; i < len(s); {
@@ -85,7 +115,8 @@ func containsPANReference(s string) bool {
 // numbers, short and long (past any buffer the scan might keep).
 func TestContainsPANMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	pans := []string{"4111111111111111", "4111 1111 1111 1111", "3782-822463-10005", "5555555555554444", "6011111111111117"}
+	pans := []string{"4111111111111111", "4111 1111 1111 1111", "3782-822463-10005", "5555555555554444", "6011111111111117",
+		"４１１１\u00a01111\u20131111 1111"}
 	for range 100_000 {
 		var b strings.Builder
 		for n := rng.IntN(12); n > 0; n-- {
@@ -99,7 +130,7 @@ func TestContainsPANMatchesReference(t *testing.T) {
 					b.WriteByte(byte('0' + rng.IntN(10)))
 				}
 			case 4, 5:
-				b.WriteByte(" -- x/"[rng.IntN(6)])
+				b.WriteString([]string{" ", "-", "-", " x", "/", "\u00a0", "\u2013", "é", "４"}[rng.IntN(9)])
 			default:
 				b.WriteByte(byte('0' + rng.IntN(10)))
 			}
@@ -113,6 +144,7 @@ func TestContainsPANMatchesReference(t *testing.T) {
 
 func FuzzContainsPAN(f *testing.F) {
 	f.Add("ref 12 4111 1111 1111 1111")
+	f.Add("４１１１\u00a01111\u20131111 1111")
 	f.Add(strings.Repeat("0", 62) + " 4111111111111111")
 	f.Add(strings.Repeat("1 ", 63) + "4111 1111 1111 1111")
 	f.Fuzz(func(t *testing.T, s string) {
@@ -126,22 +158,33 @@ func FuzzContainsPAN(f *testing.F) {
 // byte by byte: every byte value at every position of an 8- and a 12-byte
 // string, and random strings of every length to 40.
 func TestCountDigits(t *testing.T) {
-	slow := func(s string) int {
-		n := 0
+	type count struct {
+		n     int
+		ascii bool
+	}
+	slow := func(s string) count {
+		c := count{ascii: true}
 		for i := 0; i < len(s); i++ {
 			if s[i] >= '0' && s[i] <= '9' {
-				n++
+				c.n++
+			}
+			if s[i] >= 0x80 {
+				c.ascii = false
 			}
 		}
-		return n
+		return c
+	}
+	fast := func(s string) count {
+		n, ascii := countDigits(s)
+		return count{n, ascii}
 	}
 	for _, base := range []string{"a1b2c3d4", "0000x9999/:;"} {
 		for at := range len(base) {
 			for c := range 256 {
 				b := []byte(base)
 				b[at] = byte(c)
-				if got, want := countDigits(string(b)), slow(string(b)); got != want {
-					t.Fatalf("countDigits(%q) = %d, want %d", b, got, want)
+				if got, want := fast(string(b)), slow(string(b)); got != want {
+					t.Fatalf("countDigits(%q) = %v, want %v", b, got, want)
 				}
 			}
 		}
@@ -155,8 +198,19 @@ func TestCountDigits(t *testing.T) {
 				b[i] = byte('/' + rng.IntN(12)) // around the digits
 			}
 		}
-		if got, want := countDigits(string(b)), slow(string(b)); got != want {
-			t.Fatalf("countDigits(%q) = %d, want %d", b, got, want)
+		if got, want := fast(string(b)), slow(string(b)); got != want {
+			t.Fatalf("countDigits(%q) = %v, want %v", b, got, want)
+		}
+	}
+}
+
+// TestDigitValue: the value of digits of several scripts, including the
+// adjacent runs of the mathematical digits.
+func TestDigitValue(t *testing.T) {
+	for r, want := range map[rune]int{'0': 0, '7': 7, '٠': 0, '٩': 9, '۴': 4, '०': 0, '९': 9, '０': 0, '９': 9,
+		0x1D7CE: 0, 0x1D7D7: 9, 0x1D7D8: 0, 0x1D7E1: 9, 0x1D7F6: 0, 0x1D7FF: 9} {
+		if got := digitValue(r); got != want {
+			t.Errorf("digitValue(%U) = %d, want %d", r, got, want)
 		}
 	}
 }
