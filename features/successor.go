@@ -44,36 +44,42 @@ type planMap struct {
 	recent                            bool // recent times carry over
 }
 
+// signed is a plan with a state layout signature (its sig field).
+type signed interface{ layoutSig() string }
+
+func (p *seriesPlan) layoutSig() string { return p.sig }
+func (p *setPlan) layoutSig() string    { return p.sig }
+func (p *seenPlan) layoutSig() string   { return p.sig }
+func (p *travelPlan) layoutSig() string { return p.sig }
+func (p *hourPlan) layoutSig() string   { return p.sig }
+
 // stateSig identifies the layout of a kind's state.
 func (k *kind) stateSig() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%t|%t|%t|%d", k.name, k.needRecent, k.needExt, k.history, k.windowSec)
-	for _, p := range k.series {
-		b.WriteString("\x00s" + p.sig)
-	}
-	for _, p := range k.sets {
-		b.WriteString("\x00d" + p.sig)
-	}
-	for _, p := range k.seen {
-		b.WriteString("\x00n" + p.sig)
-	}
-	for _, p := range k.travel {
-		b.WriteString("\x00t" + p.sig)
-	}
-	for _, p := range k.hours {
-		b.WriteString("\x00h" + p.sig)
-	}
+	writeSigs(&b, "s", k.series)
+	writeSigs(&b, "d", k.sets)
+	writeSigs(&b, "n", k.seen)
+	writeSigs(&b, "t", k.travel)
+	writeSigs(&b, "h", k.hours)
 	return b.String()
 }
 
-// match maps each of n new plans to an unused old plan with the same sig.
-func match(n int, newSig func(int) string, old []string) []int {
+func writeSigs[P signed](b *strings.Builder, tag string, ps []P) {
+	for _, p := range ps {
+		b.WriteString("\x00" + tag + p.layoutSig())
+	}
+}
+
+// match maps each plan of cur to an unused plan of old with the same
+// signature (-1: none).
+func match[P signed](cur, old []P) []int {
 	used := make([]bool, len(old))
-	m := make([]int, n)
-	for j := range m {
+	m := make([]int, len(cur))
+	for j, p := range cur {
 		m[j] = -1
-		for i, s := range old {
-			if !used[i] && s == newSig(j) {
+		for i, o := range old {
+			if !used[i] && o.layoutSig() == p.layoutSig() {
 				m[j], used[i] = i, true
 				break
 			}
@@ -82,21 +88,13 @@ func match(n int, newSig func(int) string, old []string) []int {
 	return m
 }
 
-func sigs[P any](ps []P, sig func(P) string) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = sig(p)
-	}
-	return out
-}
-
 func mapPlans(old, k *kind) planMap {
 	return planMap{
-		series: match(len(k.series), func(j int) string { return k.series[j].sig }, sigs(old.series, func(p *seriesPlan) string { return p.sig })),
-		sets:   match(len(k.sets), func(j int) string { return k.sets[j].sig }, sigs(old.sets, func(p *setPlan) string { return p.sig })),
-		seen:   match(len(k.seen), func(j int) string { return k.seen[j].sig }, sigs(old.seen, func(p *seenPlan) string { return p.sig })),
-		travel: match(len(k.travel), func(j int) string { return k.travel[j].sig }, sigs(old.travel, func(p *travelPlan) string { return p.sig })),
-		hours:  match(len(k.hours), func(j int) string { return k.hours[j].sig }, sigs(old.hours, func(p *hourPlan) string { return p.sig })),
+		series: match(k.series, old.series),
+		sets:   match(k.sets, old.sets),
+		seen:   match(k.seen, old.seen),
+		travel: match(k.travel, old.travel),
+		hours:  match(k.hours, old.hours),
 		recent: old.needRecent && k.needRecent,
 	}
 }
