@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-fraud/vigil/rules/yamlsyntax"
 )
 
 // Kind is the family of a feature definition.
@@ -209,12 +211,12 @@ func Parse(name string, data []byte) (*File, error) {
 		p.errf(Pos{name, 1, 1}, "", "empty file: want a features: list")
 		return nil, p.err()
 	case err != nil:
-		return nil, p.yamlError(err)
+		return nil, p.yamlError(data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, p.yamlError(err)
+			return nil, p.yamlError(data, err)
 		}
 		p.errf(Pos{name, max(extra.Line, 1), max(extra.Column, 1)}, "", "a features file holds one YAML document; found a second one")
 		return nil, p.err()
@@ -303,19 +305,10 @@ func (p *parser) errf(pos Pos, feature, format string, args ...any) {
 
 func (p *parser) pos(n *yaml.Node) Pos { return Pos{p.file, n.Line, n.Column} }
 
-// yamlError turns a yaml.v3 syntax error ("yaml: line 3: ...") into a
-// positioned Error.
-func (p *parser) yamlError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 1
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if n, tail, ok := strings.Cut(rest, ": "); ok {
-			if l, e := strconv.Atoi(n); e == nil {
-				line, msg = l, tail
-			}
-		}
-	}
-	return &Error{Pos: Pos{p.file, line, 1}, Msg: msg}
+// yamlError turns a yaml.v3 syntax error into a positioned Error.
+func (p *parser) yamlError(data []byte, err error) error {
+	e := yamlsyntax.Errors(data, err)[0] // a syntax error is one problem
+	return &Error{Pos: Pos{p.file, e.Line, e.Col}, Msg: e.Msg}
 }
 
 // definition decodes one list item, reporting every problem.

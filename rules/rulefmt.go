@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-fraud/vigil/rules/yamlsyntax"
 )
 
 // Action is what a rule asks for when it fires.
@@ -206,12 +208,12 @@ func parseFile(name string, data []byte) (*RuleFile, errorList) {
 	case errors.Is(err, io.EOF):
 		return f, nil // an empty file declares nothing
 	case err != nil:
-		return nil, yamlError(name, err)
+		return nil, yamlError(name, data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, yamlError(name, err)
+			return nil, yamlError(name, data, err)
 		}
 		return nil, errorList{{Pos: Pos{name, max(extra.Line, 1), 1}, Err: errors.New("a rule file holds one YAML document; found a second one")}}
 	}
@@ -536,33 +538,17 @@ func (d *decoder) span(n *yaml.Node) span {
 	return span{file: d.file, data: d.data, starts: d.starts, line: line, col: col}
 }
 
-var (
-	yamlLineRe     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-)
+var unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 
-// yamlError rewrites yaml.v3's "line N: msg" errors as file:line:col errors.
-func yamlError(file string, err error) errorList {
-	var te *yaml.TypeError
-	var lines []string
-	if errors.As(err, &te) {
-		lines = te.Errors
-	} else {
-		lines = []string{err.Error()}
-	}
+// yamlError rewrites yaml.v3's errors as file:line:col errors.
+func yamlError(file string, data []byte, err error) errorList {
 	var errs errorList
-	for _, l := range lines {
-		line := 1
-		if m := yamlLineRe.FindStringSubmatch(l); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			l = m[2]
-		}
-		l = strings.TrimPrefix(l, "yaml: ")
-		if m := unknownFieldRe.FindStringSubmatch(l); m != nil {
-			errs.add(Pos{file, max(line, 1), 1}, "", "unknown key %q", m[1])
+	for _, e := range yamlsyntax.Errors(data, err) {
+		if m := unknownFieldRe.FindStringSubmatch(e.Msg); m != nil {
+			errs.add(Pos{file, e.Line, e.Col}, "", "unknown key %q", m[1])
 			continue
 		}
-		errs.add(Pos{file, max(line, 1), 1}, "", "invalid YAML: %s", l)
+		errs.add(Pos{file, e.Line, e.Col}, "", "invalid YAML: %s", e.Msg)
 	}
 	return errs
 }

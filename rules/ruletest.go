@@ -155,14 +155,14 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(name, err).err()
+		return nil, yamlError(name, data, err).err()
 	}
 	docs := yaml.NewDecoder(bytes.NewReader(data))
 	var first, extra yaml.Node
 	if err := docs.Decode(&first); err == nil {
 		if err := docs.Decode(&extra); !errors.Is(err, io.EOF) {
 			if err != nil {
-				return nil, yamlError(name, err).err()
+				return nil, yamlError(name, data, err).err()
 			}
 			return nil, errorList{{Pos: Pos{name, max(extra.Line, 1), 1}, Err: errors.New("a test file holds one YAML document; found a second one")}}.err()
 		}
@@ -170,7 +170,7 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(name, err).err()
+		return nil, yamlError(name, data, err).err()
 	}
 	f := &TestFile{Name: name, Tests: doc.Tests}
 	positions(&root, f)

@@ -1,0 +1,76 @@
+package yamlsyntax
+
+import (
+	"fmt"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+func TestErrors(t *testing.T) {
+	f := func(doc, want string) {
+		t.Helper()
+		var n yaml.Node
+		err := yaml.Unmarshal([]byte(doc), &n)
+		if err == nil {
+			t.Fatalf("%q: no error", doc)
+		}
+		errs := Errors([]byte(doc), err)
+		if len(errs) != 1 {
+			t.Fatalf("%q: %d errors, want 1", doc, len(errs))
+		}
+		if got := fmt.Sprintf("%d:%d: %s", errs[0].Line, errs[0].Col, errs[0].Msg); got != want {
+			t.Errorf("%q:\n got %s\nwant %s", doc, got, want)
+		}
+	}
+	// yaml.v3 says line 4: the tab is on line 5.
+	f("groups:\n  - name: g\n    rules:\n      - name: r1\n\twhen: amount > 5\n",
+		"5:1: found a tab character that violates indentation")
+	f("features:\n  - name: x\n  \tentity: card.token\n",
+		"3:3: found a tab character that violates indentation")
+	f("a: 1\n\t\nb: 2\n", "2:1: found a tab character that violates indentation")
+	f("a: 1\nb:\n\t- x\n", "3:1: found character that cannot start any token")
+	// No tab: yaml.v3's line stands.
+	f("a: 1\nb: @x\n", "2:1: found character that cannot start any token")
+	f("a: 1\nb: \"x\n", "2:1: found unexpected end of stream")
+}
+
+func TestErrorsTypeError(t *testing.T) {
+	var v struct{ A int }
+	err := yaml.Unmarshal([]byte("a: x\n"), &v)
+	errs := Errors([]byte("a: x\n"), err)
+	if len(errs) != 1 || errs[0].Line != 1 || errs[0].Msg != "cannot unmarshal !!str `x` into int" {
+		t.Fatalf("got %+v", errs)
+	}
+}
+
+func TestIndentTab(t *testing.T) {
+	f := func(doc string, from, line, col int, ok bool) {
+		t.Helper()
+		l, c, k := indentTab([]byte(doc), from)
+		if l != line || c != col || k != ok {
+			t.Errorf("indentTab(%q, %d) = %d, %d, %t; want %d, %d, %t", doc, from, l, c, k, line, col, ok)
+		}
+	}
+	f("a\n\tb", 1, 2, 1, true)
+	f("a\n\tb", 3, 0, 0, false)
+	f("\ta\n b\n", 2, 0, 0, false) // before from
+	f("a: x\tb\n", 1, 0, 0, false) // a tab after content is not indentation
+	f("  \t a", 1, 1, 3, true)
+	f("", 1, 0, 0, false)
+}
+
+func FuzzErrors(f *testing.F) {
+	f.Add([]byte("a:\n\tb: 1\n"))
+	f.Add([]byte("a: [\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var n yaml.Node
+		if err := yaml.Unmarshal(data, &n); err != nil {
+			for _, e := range Errors(data, err) {
+				if e.Line < 1 || e.Col < 1 {
+					t.Fatalf("position %d:%d", e.Line, e.Col)
+				}
+			}
+		}
+	})
+}
