@@ -99,6 +99,24 @@ func mapPlans(old, k *kind) planMap {
 	}
 }
 
+// Computes reports whether f defines what e computes, help texts
+// included: a file that differs from e's only in comments, layout or
+// order of keys, which needs no successor.
+func (e *Engine) Computes(f *File) bool {
+	if f.Digest() != e.schema.Digest {
+		return false
+	}
+	for i := range f.Features {
+		for _, o := range f.Features[i].Outputs() {
+			j, ok := e.schema.Lookup(o.Name)
+			if !ok || e.schema.Fields[j] != o {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Successor compiles f into an engine that takes over this engine's state
 // where its layout is unchanged (see above). It shares this engine's
 // options, keys, geo databases and counters. Nothing changes in e: until

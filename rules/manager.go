@@ -101,6 +101,9 @@ func (m *Manager) load(srcs []Source, schema *features.Schema, fe *features.Engi
 		c := m.Current()
 		return c, c, err
 	}
+	if c := m.Current(); c != nil && c.Version == s.Version && c.Schema == s.Schema && (c.Features == fe || c.Features == nil) {
+		return c, c, nil // the very set that is running: nothing to swap
+	}
 	s.Features = fe
 	return m.cur.Swap(s), s, nil
 }

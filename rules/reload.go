@@ -177,6 +177,17 @@ func (l *Loader) ReloadReport(ctx context.Context, trigger string) (Report, erro
 		if err = emptied(l.Manager.Current(), srcs); err == nil {
 			old, cur, tk, err = l.load(srcs, fdata, files[l.FeaturesFile] != l.files[l.FeaturesFile])
 		}
+		if err == nil && cur == old {
+			// The files changed in comments or layout only: the running
+			// set is what they define.
+			l.checksum, l.files, l.failed = sum, files, ""
+			l.Log.Log(ctx, slog.LevelInfo, "rules unchanged; the files changed in comments or layout only", "trigger", trigger,
+				"ruleset", cur.VersionString())
+			if l.metrics != nil {
+				l.metrics.success.Set(1)
+			}
+			return Report{}, nil
+		}
 		if err == nil {
 			changes := changedFiles(l.files, files)
 			l.checksum, l.files, l.failed = sum, files, ""
@@ -218,11 +229,13 @@ func (l *Loader) load(srcs []Source, fdata []byte, featuresChanged bool) (old, c
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if l.CheckFeatures != nil {
-			l.CheckFeatures(f)
-		}
-		if fe, tk, err = l.Features.Successor(f); err != nil {
-			return nil, nil, nil, err
+		if !fe.Computes(f) { // else the file changed in comments or layout only
+			if l.CheckFeatures != nil {
+				l.CheckFeatures(f)
+			}
+			if fe, tk, err = l.Features.Successor(f); err != nil {
+				return nil, nil, nil, err
+			}
 		}
 	}
 	if old, cur, err = l.Manager.LoadBound(srcs, fe); err != nil || fe == l.Features {

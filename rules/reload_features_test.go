@@ -77,6 +77,23 @@ func TestReloadFeatures(t *testing.T) {
 	if changed, err := l.Reload(context.Background(), "api"); err != nil || changed {
 		t.Fatalf("unchanged: %v %v", changed, err)
 	}
+	// Comments and layout only: the running set and engine stay.
+	write("# card velocity\nfeatures:\n  - name: card_count   # per card\n    windows: [1h]\n    aggregate: count\n    entity: card.token\n")
+	if changed, err := l.Reload(context.Background(), "api"); err != nil || changed || m.Current() != set || l.Features != fe {
+		t.Fatalf("a comment-only change: changed %v, err %v, set kept %v, engine kept %v", changed, err, m.Current() == set, l.Features == fe)
+	}
+	// A new help text is a change (it is what ?explain and the schema
+	// show), though the version — what the rules compute — stays.
+	write("features:\n  - {name: card_count, entity: card.token, aggregate: count, windows: [1h], help: payments of the card}\n")
+	if changed, err := l.Reload(context.Background(), "api"); err != nil || !changed || l.Features == fe || m.Current().Version != set.Version {
+		t.Fatalf("a new help text: changed %v, err %v, new engine %v, version %s (was %s)", changed, err, l.Features != fe, m.Current().Version, set.Version)
+	}
+	write(defs)
+	if changed, err := l.Reload(context.Background(), "api"); err != nil || !changed {
+		t.Fatalf("the help text removed again: %v %v", changed, err)
+	}
+	set, fe = m.Current(), l.Features
+	audit.Reset()
 
 	// A definition the rules cannot read any more: both stay, and the
 	// error says the features changed.
