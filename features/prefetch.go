@@ -17,9 +17,10 @@ func prefetchLines(p unsafe.Pointer, n uintptr) {
 }
 
 // prefetch hashes the event's keys (remembered in c) and brings in the
-// state of their entities in two waves: the table slots of every kind,
+// state of their entities in three waves: the table slots of every kind;
 // then, under each shard's lock, the series and extension of every entity
-// found. Processing then finds its entities in cache.
+// found; then what recording the event's value reads in the large
+// (indexed) distinct sets. Processing then finds its entities in cache.
 func (e *Engine) prefetch(c *evctx) {
 	n := min(len(e.kinds), keyCache)
 	for i, k := range e.kinds[:n] {
@@ -39,6 +40,43 @@ func (e *Engine) prefetch(c *evctx) {
 			en.prefetch()
 		}
 		sh.mu.Unlock()
+	}
+	// Third wave: the large distinct sets' index slots and window edges,
+	// which the second wave's extension points to.
+	for i, k := range e.kinds[:n] {
+		if !c.keys[i].ok || len(k.sets) == 0 {
+			continue
+		}
+		sh := k.shardOf(c.keys[i].h)
+		sh.mu.Lock()
+		if en := sh.t.get(c.keys[i].h); en != nil && en.x != nil {
+			for _, sp := range k.sets {
+				if s := en.x.set(sp.index); s.ix != nil {
+					if h, ok := sp.field.hash(c, e.valueSeed); ok {
+						s.ix.prefetch(s.vals, h)
+					}
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// prefetch brings in what recording h reads: h's table slot, the newest
+// value and each window's oldest.
+func (ix *setIndex) prefetch(vals []setVal, h uint64) {
+	if len(ix.table) > 0 {
+		prefetch(uintptr(unsafe.Pointer(&ix.table[h&uint64(len(ix.table)-1)])))
+	}
+	pv := func(i int32) {
+		if i >= 0 && int(i) < len(vals) && int(i) < len(ix.link) {
+			prefetch(uintptr(unsafe.Pointer(&vals[i])))
+			prefetch(uintptr(unsafe.Pointer(&ix.link[i])))
+		}
+	}
+	pv(ix.tail)
+	for j := range ix.wins {
+		pv(ix.wins[j].first)
 	}
 }
 
