@@ -9,6 +9,7 @@ package yamlsyntax
 import (
 	"bytes"
 	"errors"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -45,9 +46,15 @@ func Errors(data []byte, err error) []Error {
 		}
 		e.Msg = strings.TrimPrefix(l, "yaml: ")
 		e.Line = max(e.Line, 1)
-		if strings.Contains(e.Msg, "tab character") || strings.Contains(e.Msg, "cannot start any token") {
+		switch {
+		case strings.Contains(e.Msg, "tab character"):
 			if line, col, ok := indentTab(data, e.Line); ok {
 				e.Line, e.Col = line, col
+			}
+		case strings.Contains(e.Msg, "cannot start any token"):
+			// yaml.v3's line is the character's: a tab there is a column.
+			if col, ok := leadingTab(lineAt(data, e.Line)); ok {
+				e.Col = col
 			}
 		}
 		out = append(out, e)
@@ -55,27 +62,89 @@ func Errors(data []byte, err error) []Error {
 	return out
 }
 
-// indentTab finds the first tab in the leading whitespace of a line at or
-// after from (1-based).
+// indentTab finds the tab a tab-in-indentation error is about: yaml.v3
+// names the line where the enclosing scalar or mapping starts (from); the
+// tab is the first one in the indentation of that line or a later one, at
+// or left of the column where from's content starts. A tab further right
+// is inside deeper content — a block scalar's text, a continued plain
+// scalar — where YAML allows it.
 func indentTab(data []byte, from int) (line, col int, ok bool) {
-	for n := 1; len(data) > 0; n++ {
-		l := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			l, data = data[:i], data[i+1:]
-		} else {
-			data = nil
+	rest := from1(data, from)
+	limit := math.MaxInt
+	for n := from; rest != nil; n++ {
+		var l []byte
+		l, rest = cut(rest)
+		if n == from {
+			limit = contentCol(l)
 		}
-		if n < from {
-			continue
-		}
-		for c, b := range l {
-			if b == '\t' {
-				return n, c + 1, true
-			}
-			if b != ' ' {
-				break
-			}
+		if c, ok := leadingTab(l); ok && c <= limit {
+			return n, c, true
 		}
 	}
 	return 0, 0, false
+}
+
+// lineAt returns line n (1-based) of data without its end of line, nil
+// past the end.
+func lineAt(data []byte, n int) []byte {
+	rest := from1(data, n)
+	if rest == nil {
+		return nil
+	}
+	l, _ := cut(rest)
+	return l
+}
+
+// from1 returns data from the start of line n (1-based), nil past the
+// end. A leading byte order mark is not part of line 1.
+func from1(data []byte, n int) []byte {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	if data == nil {
+		data = []byte{}
+	}
+	for i := 1; i < n; i++ {
+		j := bytes.IndexByte(data, '\n')
+		if j < 0 {
+			return nil
+		}
+		data = data[j+1:]
+	}
+	return data
+}
+
+// cut splits the first line (without its end of line) from the rest (nil
+// when it was the last).
+func cut(data []byte) (line, rest []byte) {
+	j := bytes.IndexByte(data, '\n')
+	if j < 0 {
+		return bytes.TrimSuffix(data, []byte("\r")), nil
+	}
+	return bytes.TrimSuffix(data[:j], []byte("\r")), data[j+1:]
+}
+
+// leadingTab returns the column of the first tab among a line's leading
+// spaces and tabs.
+func leadingTab(l []byte) (col int, ok bool) {
+	for c, b := range l {
+		switch b {
+		case '\t':
+			return c + 1, true
+		case ' ':
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// contentCol is the column where a line's content starts, past its
+// indentation and sequence dashes ("  - name: x": 5); a line without
+// content has no limit.
+func contentCol(l []byte) int {
+	for c, b := range l {
+		if b != ' ' && b != '\t' && b != '-' {
+			return c + 1
+		}
+	}
+	return math.MaxInt
 }

@@ -30,8 +30,20 @@ func TestErrors(t *testing.T) {
 		"3:3: found a tab character that violates indentation")
 	f("a: 1\n\t\nb: 2\n", "2:1: found a tab character that violates indentation")
 	f("a: 1\nb:\n\t- x\n", "3:1: found character that cannot start any token")
-	// No tab: yaml.v3's line stands.
+	f("a:\n  b: 1\n\tc: 2\n", "3:1: found a tab character that violates indentation")
+	f("a:\n  - b: 1\n  \t- c\n", "3:3: found a tab character that violates indentation")
+	f("a: 1\r\nb: 2\r\n\tc: 3\r\n", "3:1: found a tab character that violates indentation")
+	f("\xef\xbb\xbfa: 1\nb: 2\n\tc: 3", "3:1: found a tab character that violates indentation")
+	// A tab further right than where the reported line's content starts is
+	// inside deeper content (a block scalar, a continued plain scalar),
+	// where YAML allows it: not the one the error is about.
+	f("a:\n  b: x\n    \ty\n\tc: 2\n", "4:1: found a tab character that violates indentation")
+	f("groups:\n  - name: g\n    rules:\n      - name: r1\n        when: |\n          amount >\n          \t5\n\t  reason: x\n",
+		"8:1: found a tab character where an indentation space is expected")
+	// Not a tab: yaml.v3's line stands, whatever tabs follow.
 	f("a: 1\nb: @x\n", "2:1: found character that cannot start any token")
+	f("a: 1\nb: `x`\nc: |\n  \tq\n", "2:1: found character that cannot start any token")
+	f("when: @bins\nreason: |\n  \tq\n", "1:1: found character that cannot start any token")
 	f("a: 1\nb: \"x\n", "2:1: found unexpected end of stream")
 }
 
@@ -58,6 +70,22 @@ func TestIndentTab(t *testing.T) {
 	f("a: x\tb\n", 1, 0, 0, false) // a tab after content is not indentation
 	f("  \t a", 1, 1, 3, true)
 	f("", 1, 0, 0, false)
+	f("a:\n  b: x\n    \ty\n", 2, 0, 0, false) // right of b: content
+}
+
+func TestLineAt(t *testing.T) {
+	data := []byte("\xef\xbb\xbfa\r\n\nc")
+	for n, want := range []string{1: "a", 2: "", 3: "c"} {
+		if n == 0 {
+			continue
+		}
+		if got := lineAt(data, n); string(got) != want || got == nil {
+			t.Errorf("line %d = %q, want %q", n, got, want)
+		}
+	}
+	if got := lineAt(data, 4); got != nil {
+		t.Errorf("line 4 = %q, want nil", got)
+	}
 }
 
 func FuzzErrors(f *testing.F) {
@@ -69,6 +97,10 @@ func FuzzErrors(f *testing.F) {
 			for _, e := range Errors(data, err) {
 				if e.Line < 1 || e.Col < 1 {
 					t.Fatalf("position %d:%d", e.Line, e.Col)
+				}
+				// A column is given only where a tab is.
+				if l := lineAt(data, e.Line); e.Col > 1 && (e.Col > len(l) || l[e.Col-1] != '\t') {
+					t.Fatalf("%d:%d is not a tab in %q", e.Line, e.Col, l)
 				}
 			}
 		}
