@@ -178,14 +178,18 @@ func (l *Loader) ReloadReport(ctx context.Context, trigger string) (Report, erro
 			old, cur, tk, err = l.load(srcs, fdata, files[l.FeaturesFile] != l.files[l.FeaturesFile])
 		}
 		if err == nil && cur == old {
-			// The files changed in comments or layout only: the running
-			// set is what they define.
+			// The features file changed in comments or layout only: the
+			// running set is what the files define. Audited all the same,
+			// so that the trail holds every content the files had.
+			changes := changedFiles(l.files, files)
 			l.checksum, l.files, l.failed = sum, files, ""
-			l.Log.Log(ctx, slog.LevelInfo, "rules unchanged; the files changed in comments or layout only", "trigger", trigger,
-				"ruleset", cur.VersionString())
 			if l.metrics != nil {
 				l.metrics.success.Set(1)
 			}
+			l.audit(ctx, "rules unchanged; the features file changed in comments or layout only", AuditRecord{
+				Trigger: trigger, OldVersion: cur.VersionString(), NewVersion: cur.VersionString(), FilesChanged: changes,
+				Rules: len(cur.Rules), DurationMS: float64(time.Since(start).Microseconds()) / 1000,
+			})
 			return Report{}, nil
 		}
 		if err == nil {
@@ -335,18 +339,23 @@ func (l *Loader) succeeded(ctx context.Context, trigger string, old, cur *Set, c
 		l.OnSwap(old, cur)
 	}
 	rec := AuditRecord{
-		Time: l.clock().UTC(), Trigger: trigger, Actor: actorOf(ctx),
-		OldVersion: old.VersionString(), NewVersion: cur.VersionString(), FilesChanged: changes,
+		Trigger: trigger, OldVersion: old.VersionString(), NewVersion: cur.VersionString(), FilesChanged: changes,
 		Rules: len(cur.Rules), FilesCompiled: cur.Stats.Compiled, DurationMS: float64(took.Microseconds()) / 1000,
 	}
 	if tk != nil {
 		rec.FeaturesFresh = tk.Fresh
 	}
-	names := make([]string, len(changes))
-	for i, c := range changes {
+	l.audit(ctx, "rules reloaded", rec)
+}
+
+// audit logs a successful reload (msg) and appends it to the audit log.
+func (l *Loader) audit(ctx context.Context, msg string, rec AuditRecord) {
+	rec.Time, rec.Actor = l.clock().UTC(), actorOf(ctx)
+	names := make([]string, len(rec.FilesChanged))
+	for i, c := range rec.FilesChanged {
 		names[i] = c.Change + " " + c.Name
 	}
-	l.Log.Info("rules reloaded", "trigger", trigger, "actor", rec.Actor, "old", rec.OldVersion, "new", rec.NewVersion,
+	l.Log.Info(msg, "trigger", rec.Trigger, "actor", rec.Actor, "old", rec.OldVersion, "new", rec.NewVersion,
 		"files_changed", names, "rules", rec.Rules, "files_compiled", rec.FilesCompiled, "duration_ms", rec.DurationMS)
 	if l.Audit != nil {
 		line, _ := json.Marshal(rec)

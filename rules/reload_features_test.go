@@ -82,6 +82,15 @@ func TestReloadFeatures(t *testing.T) {
 	if changed, err := l.Reload(context.Background(), "api"); err != nil || changed || m.Current() != set || l.Features != fe {
 		t.Fatalf("a comment-only change: changed %v, err %v, set kept %v, engine kept %v", changed, err, m.Current() == set, l.Features == fe)
 	}
+	// ... audited all the same: the trail holds every content of the files.
+	var unchanged AuditRecord
+	if err := json.Unmarshal(audit.Bytes(), &unchanged); err != nil {
+		t.Fatal(err)
+	}
+	if unchanged.OldVersion != set.VersionString() || unchanged.NewVersion != set.VersionString() ||
+		len(unchanged.FilesChanged) != 1 || unchanged.FilesChanged[0].Name != ffile || unchanged.FilesChanged[0].Change != "modified" {
+		t.Errorf("the comment-only change's audit record: %+v", unchanged)
+	}
 	// A new help text is a change (it is what ?explain and the schema
 	// show), though the version — what the rules compute — stays.
 	write("features:\n  - {name: card_count, entity: card.token, aggregate: count, windows: [1h], help: payments of the card}\n")
