@@ -177,24 +177,23 @@ func (l *Loader) ReloadReport(ctx context.Context, trigger string) (Report, erro
 		if err = emptied(l.Manager.Current(), srcs); err == nil {
 			old, cur, tk, err = l.load(srcs, fdata, files[l.FeaturesFile] != l.files[l.FeaturesFile])
 		}
-		if err == nil && cur == old {
-			// The features file changed in comments or layout only: the
-			// running set is what the files define. Audited all the same,
-			// so that the trail holds every content the files had.
-			changes := changedFiles(l.files, files)
-			l.checksum, l.files, l.failed = sum, files, ""
-			if l.metrics != nil {
-				l.metrics.success.Set(1)
-			}
-			l.audit(ctx, "rules unchanged; the features file changed in comments or layout only", AuditRecord{
-				Trigger: trigger, OldVersion: cur.VersionString(), NewVersion: cur.VersionString(), FilesChanged: changes,
-				Rules: len(cur.Rules), DurationMS: float64(time.Since(start).Microseconds()) / 1000,
-			})
-			return Report{}, nil
-		}
 		if err == nil {
 			changes := changedFiles(l.files, files)
 			l.checksum, l.files, l.failed = sum, files, ""
+			if cur == old {
+				// The files changed, but only where nothing is defined (a
+				// features file's comments or layout): the running set is
+				// what they define. Audited all the same, so that the
+				// trail holds every content the files had.
+				if l.metrics != nil {
+					l.metrics.success.Set(1)
+				}
+				l.audit(ctx, "rules unchanged; the changed files define the running set (comments or layout only)", AuditRecord{
+					Trigger: trigger, OldVersion: cur.VersionString(), NewVersion: cur.VersionString(), FilesChanged: changes,
+					Rules: len(cur.Rules), DurationMS: float64(time.Since(start).Microseconds()) / 1000,
+				})
+				return Report{}, nil
+			}
 			l.succeeded(ctx, trigger, old, cur, changes, tk, time.Since(start))
 			r := Report{Changed: true}
 			if tk != nil {

@@ -26,9 +26,9 @@ type Error struct {
 var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // Errors splits err — a syntax error or a *yaml.TypeError's list — into
-// positioned problems. data is the document yaml.v3 read: a problem with a
-// tab is moved to the first tab of an indentation at or after the line
-// reported.
+// positioned problems. data is the document yaml.v3 read: a tab in an
+// indentation is reported at the tab (see indentTab), not at the line
+// yaml.v3 names.
 func Errors(data []byte, err error) []Error {
 	var te *yaml.TypeError
 	var lines []string
@@ -69,7 +69,7 @@ func Errors(data []byte, err error) []Error {
 // is inside deeper content — a block scalar's text, a continued plain
 // scalar — where YAML allows it.
 func indentTab(data []byte, from int) (line, col int, ok bool) {
-	rest := from1(data, from)
+	rest := fromLine(data, from)
 	limit := math.MaxInt
 	for n := from; rest != nil; n++ {
 		var l []byte
@@ -87,7 +87,7 @@ func indentTab(data []byte, from int) (line, col int, ok bool) {
 // lineAt returns line n (1-based) of data without its end of line, nil
 // past the end.
 func lineAt(data []byte, n int) []byte {
-	rest := from1(data, n)
+	rest := fromLine(data, n)
 	if rest == nil {
 		return nil
 	}
@@ -95,9 +95,9 @@ func lineAt(data []byte, n int) []byte {
 	return l
 }
 
-// from1 returns data from the start of line n (1-based), nil past the
+// fromLine returns data from the start of line n (1-based), nil past the
 // end. A leading byte order mark is not part of line 1.
-func from1(data []byte, n int) []byte {
+func fromLine(data []byte, n int) []byte {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if data == nil {
 		data = []byte{}
