@@ -41,8 +41,9 @@ func (e *Engine) prefetch(c *evctx) {
 		}
 		sh.mu.Unlock()
 	}
-	// Third wave: the large distinct sets' index slots and window edges,
-	// which the second wave's extension points to.
+	// Third wave, from the extensions the second brought in: the values of
+	// the distinct sets — all of a small set's, which recording scans; a
+	// large (indexed) set's index slot and window edges.
 	for i, k := range e.kinds[:n] {
 		if !c.keys[i].ok || len(k.sets) == 0 {
 			continue
@@ -51,10 +52,14 @@ func (e *Engine) prefetch(c *evctx) {
 		sh.mu.Lock()
 		if en := sh.t.get(c.keys[i].h); en != nil && en.x != nil {
 			for _, sp := range k.sets {
-				if s := en.x.set(sp.index); s.ix != nil {
+				s := en.x.set(sp.index)
+				switch {
+				case s.ix != nil:
 					if h, ok := sp.field.hash(c, e.valueSeed); ok {
 						s.ix.prefetch(s.vals, h)
 					}
+				case len(s.vals) > setInline:
+					prefetchLines(unsafe.Pointer(unsafe.SliceData(s.vals)), uintptr(len(s.vals))*unsafe.Sizeof(setVal{}))
 				}
 			}
 		}
