@@ -9,6 +9,10 @@ package features
 
 import "unsafe"
 
+// prefetchWhole is the size in bytes up to which a series is brought in
+// whole.
+const prefetchWhole = 512
+
 // prefetchLines hints that the cache lines of [p, p+n) will be read soon.
 func prefetchLines(p unsafe.Pointer, n uintptr) {
 	for off := uintptr(0); off < n; off += 64 {
@@ -85,12 +89,16 @@ func (ix *setIndex) prefetch(vals []setVal, h uint64) {
 	}
 }
 
-// prefetch brings in the first series' header and newest buckets and the
-// start of the extension.
+// prefetch brings in the first series — whole when it is small, as most
+// entities' are; else its header and last buckets — and the extension.
 func (en *entity) prefetch() {
 	if b := en.s0; len(b) > 0 {
 		p := unsafe.Pointer(unsafe.SliceData(b))
-		prefetchLines(p, 128)
+		if n := uintptr(len(b)) * 8; n <= prefetchWhole {
+			prefetchLines(p, n)
+		} else {
+			prefetchLines(p, 128)
+		}
 		prefetch(uintptr(p) + uintptr(len(b)-1)*8)
 	}
 	if en.x != nil {
