@@ -22,9 +22,9 @@ func prefetchLines(p unsafe.Pointer, n uintptr) {
 
 // prefetch hashes the event's keys (remembered in c) and brings in the
 // state of their entities in three waves: the table slots of every kind;
-// then, under each shard's lock, the series and extension of every entity
-// found; then what recording the event's value reads in the large
-// (indexed) distinct sets. Processing then finds its entities in cache.
+// then, under each shard's lock, the first series and the extension of
+// every entity found; then the values of their distinct sets. Processing
+// then finds its entities in cache.
 func (e *Engine) prefetch(c *evctx) {
 	n := min(len(e.kinds), keyCache)
 	for i, k := range e.kinds[:n] {
