@@ -135,7 +135,9 @@ func histogram(reg *prometheus.Registry, name, label string) *dto.Histogram {
 // a backlog of synthetic events is produced first, then a consumer scores
 // them all and produces every decision (acknowledged by the broker, acks
 // all). The time runs from the consumer's start to the last decision
-// acknowledged.
+// acknowledged. A broker just started spends 2–4× its usual CPU per event
+// until its JIT has compiled the hot paths: run a few million events
+// through it first (bench/RESULTS.md, Kafka commands).
 func BenchmarkKafkaThroughput(b *testing.B) {
 	c, n := backlog(b)
 	b.ResetTimer()
