@@ -62,8 +62,8 @@ func (e *Engine) prefetch(c *evctx) {
 					if h, ok := sp.field.hash(c, e.valueSeed); ok {
 						s.ix.prefetch(s.vals, h)
 					}
-				case len(s.vals) > setInline:
-					prefetchLines(unsafe.Pointer(unsafe.SliceData(s.vals)), uintptr(len(s.vals))*unsafe.Sizeof(setVal{}))
+				case len(s.vals) > setInline: // at most indexFrom values: 512 bytes
+					prefetchLines(unsafe.Pointer(unsafe.SliceData(s.vals)), min(uintptr(len(s.vals))*unsafe.Sizeof(setVal{}), prefetchWhole))
 				}
 			}
 		}
