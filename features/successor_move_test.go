@@ -26,7 +26,7 @@ func TestSuccessorTombNotEvicted(t *testing.T) {
 	for i := range N {
 		a.Observe(cardEvent(fmt.Sprint("c", i), 0), va)
 	}
-	b := successor(t, a, defs+"  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n")
+	b, _ := successor(t, a, defs+"  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n")
 	vb := NewVector(b.Schema())
 	for i := range N { // the successor is live (its rules are): every card moves, tombs stay
 		b.Observe(cardEvent(fmt.Sprint("c", i), 1), vb)
@@ -61,7 +61,7 @@ func TestSuccessorEvictsIdleDuringMove(t *testing.T) {
 		a.Observe(cardEvent(fmt.Sprint("act", i), 7200), va)
 		full.Observe(cardEvent(fmt.Sprint("act", i), 7200), vf)
 	}
-	b := successor(t, a, defsB)
+	b, _ := successor(t, a, defsB)
 	vb := NewVector(b.Schema())
 	seq := []string{"act0", "new0", "act0"}
 	for i, c := range seq {
@@ -87,7 +87,7 @@ func TestSuccessorLateCountersGoOn(t *testing.T) {
 	a := mustEngine(t, defs, Options{Lateness: 5 * time.Minute})
 	va := NewVector(a.Schema())
 	a.Observe(cardEvent("x", 100), va)
-	b := successor(t, a, defs+"  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n")
+	b, _ := successor(t, a, defs+"  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n")
 	a.Observe(cardEvent("x", 50), va) // late, on the still-live engine (rules compiling)
 	before := a.Stats().LateAccepted
 	b.Activate()
@@ -107,7 +107,7 @@ func TestSuccessorCapDuringMove(t *testing.T) {
 	for i := range N {
 		a.Observe(cardEvent(fmt.Sprint("old", i), 0), va)
 	}
-	b := successor(t, a, defsB)
+	b, _ := successor(t, a, defsB)
 	vb := NewVector(b.Schema())
 	for i := range 100 {
 		b.Observe(cardEvent(fmt.Sprint("new", i), 7200+i), vb)
@@ -127,7 +127,7 @@ func TestSuccessorCapDuringMove(t *testing.T) {
 func TestSuccessorNoDuplicate(t *testing.T) {
 	const defs = "features:\n  - {name: c, entity: card.token, aggregate: count, windows: [1h]}\n"
 	a := mustEngine(t, defs, Options{})
-	b := successor(t, a, defs+"  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n")
+	b, _ := successor(t, a, defs+"  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n")
 	va, vb := NewVector(a.Schema()), NewVector(b.Schema())
 	b.Observe(cardEvent("z", 1), vb) // the successor is live
 	for s := 2; s < 7; s++ {

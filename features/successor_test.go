@@ -30,18 +30,18 @@ func orEmpty(s []string) []string {
 	return s
 }
 
-// successor is e's successor for defs.
-func successor(t testing.TB, e *Engine, defs string) *Engine {
+// successor is e's successor for defs, and what it takes over.
+func successor(t testing.TB, e *Engine, defs string) (*Engine, *Takeover) {
 	t.Helper()
 	f, err := Parse("b.yaml", []byte(defs))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, _, err := e.Successor(f)
+	n, tk, err := e.Successor(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return n, tk
 }
 
 // entities counts the entities in e's tables.
@@ -125,14 +125,7 @@ func TestSuccessorKeepsState(t *testing.T) {
 			for _, ev := range pre {
 				a.Observe(ev, va)
 			}
-			fb, err := Parse("b.yaml", []byte(defsB))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, tk, err := a.Successor(fb)
-			if err != nil {
-				t.Fatal(err)
-			}
+			b, tk := successor(t, a, defsB)
 			for _, ev := range mid { // the old engine is still the live one
 				a.Observe(ev, va)
 			}
@@ -314,14 +307,7 @@ func TestSuccessorKeepsLabelsAndTravel(t *testing.T) {
 	first, second := ev("a", 0, 40.7, -74.0), ev("b", time.Hour, 40.7, -74.0)
 	a.Observe(first, va)
 	a.Observe(second, va)
-	f, err := Parse("b.yaml", []byte(defs+"  - {name: cs, entity: card.token, aggregate: sum, field: amount, windows: [1h]}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, tk, err := a.Successor(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, tk := successor(t, a, defs+"  - {name: cs, entity: card.token, aggregate: sum, field: amount, windows: [1h]}\n")
 	if want := []string{"cs_1h"}; !slices.Equal(tk.Fresh, want) { // cc keeps its series, cs gets one of its own
 		t.Fatalf("fresh %v, want %v", tk.Fresh, want)
 	}
@@ -348,20 +334,13 @@ func TestSuccessorKeepsLabelsAndTravel(t *testing.T) {
 func TestReplacedEngineRecordsNothing(t *testing.T) {
 	const defs = "features:\n  - {name: c, entity: card.token, aggregate: count, windows: [1h]}\n"
 	a := mustEngine(t, defs, Options{})
-	f, err := Parse("b.yaml", []byte(defs+"  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ev := func(card string, s int) *event.Event {
 		return &event.Event{ID: card, Time: t0.Add(time.Duration(s) * time.Second), Amount: 100, Currency: "USD",
 			Card: event.Card{Token: card}, Merchant: event.Merchant{ID: "m"}}
 	}
 	va := NewVector(a.Schema())
 	a.Observe(ev("x", 0), va)
-	b, _, err := a.Successor(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, _ := successor(t, a, defs+"  - {name: d, entity: card.token, aggregate: distinct, field: merchant.id, windows: [1h]}\n")
 	vb := NewVector(b.Schema())
 	b.Observe(ev("z", 1), vb) // the successor is live (its rules are) before Activate
 	a.Observe(ev("z", 2), va) // an event under way on the replaced engine: a second z there
@@ -389,19 +368,8 @@ func TestReplacedEngineRecordsNothing(t *testing.T) {
 func TestSuccessorDropsRemovedKind(t *testing.T) {
 	const card = "features:\n  - {name: c, entity: card.token, aggregate: count, windows: [1h]}\n"
 	const merch = "  - {name: m, entity: merchant.id, aggregate: distinct, field: card.token, windows: [1h]}\n"
-	f0, err := Parse("a.yaml", []byte(card))
-	if err != nil {
-		t.Fatal(err)
-	}
 	first := mustEngine(t, card, Options{MaxEntities: 1 << 22})
-	f1, err := Parse("b.yaml", []byte(card+merch))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := first.Successor(f1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, _ := successor(t, first, card+merch)
 	b.Activate()
 	ev := func(i int) *event.Event {
 		return &event.Event{ID: "x", Time: t0, Amount: 1, Currency: "USD", Card: event.Card{Token: "tok"}, Merchant: event.Merchant{ID: fmt.Sprint("m_", i)}}
@@ -417,10 +385,7 @@ func TestSuccessorDropsRemovedKind(t *testing.T) {
 		return ms.HeapAlloc
 	}
 	before := heap()
-	c, _, err := b.Successor(f0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := successor(t, b, card)
 	c.Activate()
 	b.Observe(ev(-1), v) // under way on the replaced engine
 	b = nil
@@ -443,14 +408,7 @@ func TestSuccessorSinceLastAdded(t *testing.T) {
 	for _, s := range []int{100, 50} { // the second is late
 		e.Observe(&event.Event{ID: "x", Time: t0.Add(time.Duration(s) * time.Second), Amount: 1, Currency: "USD", Card: event.Card{Token: "tok"}}, v)
 	}
-	f, err := Parse("b.yaml", []byte(a+"  - {name: last, kind: recency, entity: card.token, measure: since_last}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, tk, err := e.Successor(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, tk := successor(t, e, a+"  - {name: last, kind: recency, entity: card.token, measure: since_last}\n")
 	n.Activate()
 	if !slices.Equal(tk.Fresh, []string{"last"}) {
 		t.Errorf("fresh %v, want [last]", tk.Fresh)
@@ -480,7 +438,7 @@ func TestReloadsKeepNoHistory(t *testing.T) {
 	}
 	var at20 uint64
 	for r := range 120 {
-		e = successor(t, e, defs[(r+1)%2])
+		e, _ = successor(t, e, defs[(r+1)%2])
 		e.Activate()
 		if r == 19 {
 			at20 = heap()
