@@ -393,6 +393,9 @@ func (p *seriesPlan) insertAt(b []uint64, pos int, B int64) []uint64 {
 // advance moves the anchor forward to B: buckets leave the windows they
 // fall out of, and buckets older than every window (and the lateness) go.
 func (p *seriesPlan) advance(b []uint64, B int64) []uint64 {
+	if uintptr(len(b))*8 > prefetchWhole { // else brought in whole (prefetch.go)
+		p.prefetchEdges(b)
+	}
 	_, n := hn(b)
 	for j, wl := range p.wins {
 		ww := p.win(b, j)

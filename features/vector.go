@@ -35,7 +35,7 @@ func (v *Vector) Reset() {
 // SetNum stores a number: present unless NaN or infinite (a sum that
 // overflowed is not a value a rule can compare, nor one JSON can carry).
 func (v *Vector) SetNum(i int, x float64) {
-	v.Num[i], v.Has[i] = x, !math.IsNaN(x) && !math.IsInf(x, 0)
+	v.Num[i], v.Has[i] = x, x-x == 0 // NaN and ±Inf give NaN
 }
 
 // SetBool stores a present bool.
