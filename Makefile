@@ -9,7 +9,13 @@ FUZZ_TARGETS := ./engine/event:FuzzDecode ./engine/event:FuzzDecodeFast ./engine
 	./engine/stream/loadgen:FuzzReadJSONL ./engine/stream/loadgen:FuzzReadCSV \
 	./engine/replay:FuzzReadCSV ./engine/replay:FuzzReadLabels ./engine:FuzzDecodeConfig
 
-.PHONY: all build run test test-unit bench lint fuzz clean services-up services-down
+# the profile go build applies to the binary (profile-guided optimization;
+# regenerate with make pgo)
+PGO     := $(CURDIR)/cmd/vigil/default.pgo
+# the benchmarks profiled for it: the score path, decoding, features, rules
+PGO_BENCH := BenchmarkScore$$|BenchmarkHTTPScore$$|BenchmarkDecode$$|BenchmarkDecodeLoadgen$$|FeaturesObserve|FeaturesReplayFDH|RulesEvaluate
+
+.PHONY: all build run test test-unit bench pgo lint fuzz clean services-up services-down
 
 all: build
 
@@ -24,10 +30,13 @@ run: build
 	./$(BIN) serve
 
 ## test: start Kafka and ClickHouse on loopback (installed on first use),
-## run all tests with the race detector, stop the services
+## run all tests with the race detector, stop the services. Test binaries
+## are built without the profile (-pgo=off: the same code, and no second
+## race build of every package); the binary the tests run is built as
+## make build does.
 test: lint
 	deploy/services.sh up
-	env $$(deploy/services.sh env) $(GO) test -race -count=1 -timeout 30m $(PKGS); \
+	env $$(deploy/services.sh env) $(GO) test -pgo=off -race -count=1 -timeout 30m $(PKGS); \
 	status=$$?; deploy/services.sh down >/dev/null; exit $$status
 
 ## services-up / services-down: the real services alone (for local runs:
@@ -40,11 +49,17 @@ services-down:
 
 ## test-unit: tests without the race detector (quick)
 test-unit:
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -pgo=off -count=1 $(PKGS)
 
-## bench: the benchmarks in bench/ and the packages
+## bench: the benchmarks in bench/ and the packages, built with the
+## binary's profile
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -pgo=$(PGO) -run '^$$' -bench . -benchmem $(PKGS)
+
+## pgo: profile the hot paths into cmd/vigil/default.pgo (commit it)
+pgo:
+	cd bench && $(GO) test -pgo=off -o $${TMPDIR:-/tmp}/vigil-pgo.test -run '^$$' \
+		-bench '$(PGO_BENCH)' -benchtime 3s -cpuprofile $(PGO) .
 
 ## lint: gofmt and go vet
 lint:
