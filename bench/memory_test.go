@@ -23,17 +23,14 @@ func BenchmarkMemoryLatency(b *testing.B) {
 			const line = 16 // uint32s per 64-byte line
 			lines := size / 64
 			buf := make([]uint32, lines*line)
-			// Sattolo's algorithm: a random permutation that is one cycle,
+			// Every line links to the next in a random order: one cycle,
 			// so the chase visits every line before it repeats.
 			perm := make([]uint32, lines)
 			for i := range perm {
 				perm[i] = uint32(i)
 			}
 			rng := rand.New(rand.NewPCG(7, 7))
-			for i := lines - 1; i > 0; i-- {
-				j := rng.IntN(i)
-				perm[i], perm[j] = perm[j], perm[i]
-			}
+			rng.Shuffle(lines, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 			for i := range perm {
 				buf[int(perm[i])*line] = perm[(i+1)%lines]
 			}
