@@ -56,10 +56,12 @@ test-unit:
 bench:
 	$(GO) test -pgo=$(PGO) -run '^$$' -bench . -benchmem $(PKGS)
 
-## pgo: profile the hot paths into cmd/vigil/default.pgo (commit it)
+## pgo: profile the hot paths into cmd/vigil/default.pgo (commit it); the
+## profile in place is replaced only when every benchmark ran
 pgo:
 	cd bench && $(GO) test -pgo=off -o $${TMPDIR:-/tmp}/vigil-pgo.test -run '^$$' \
-		-bench '$(PGO_BENCH)' -benchtime 3s -cpuprofile $(PGO) .
+		-bench '$(PGO_BENCH)' -benchtime 3s -cpuprofile $(PGO).new . \
+		&& mv $(PGO).new $(PGO) || { rm -f $(PGO).new; exit 1; }
 
 ## lint: gofmt and go vet
 lint:
