@@ -116,12 +116,14 @@ func (p *seriesPlan) prefetchEdges(b []uint64) {
 	if n == 0 {
 		return
 	}
+	// Bucket i is at base + i*size (as seriesPlan.bucket finds it, without
+	// building a slice per bucket).
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(b))) + uintptr(p.hdr+head*p.stride)*8
 	size := uintptr(p.stride) * 8
 	prefetch(base + uintptr(n-1)*size)
 	prefetch(base)
 	for j := range p.wins {
-		if s := uintptr(uint32(b[2+j*p.wstride])); s < uintptr(n) {
+		if s := uintptr(uint32(p.win(b, j)[0])); s < uintptr(n) { // the window's oldest bucket
 			prefetch(base + s*size)
 		}
 	}
