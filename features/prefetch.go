@@ -13,11 +13,21 @@ import "unsafe"
 // whole.
 const prefetchWhole = 512
 
-// prefetchLines hints that the cache lines of [p, p+n) will be read soon.
+// prefetchLines hints that the cache lines of [p, p+n) will be read soon:
+// every line the range touches, also when p is not at a line's start.
 func prefetchLines(p unsafe.Pointer, n uintptr) {
-	for off := uintptr(0); off < n; off += 64 {
-		prefetch(uintptr(p) + off)
+	first, end := lineSpan(uintptr(p), n)
+	for a := first; a < end; a += 64 {
+		prefetch(a)
 	}
+}
+
+// lineSpan is the span of whole 64-byte lines holding [p, p+n).
+func lineSpan(p, n uintptr) (first, end uintptr) {
+	if n == 0 {
+		return p &^ 63, p &^ 63
+	}
+	return p &^ 63, (p + n + 63) &^ 63
 }
 
 // prefetch hashes the event's keys (remembered in c) and brings in the
@@ -41,7 +51,7 @@ func (e *Engine) prefetch(c *evctx) {
 		sh := k.shardOf(c.keys[i].h)
 		sh.mu.Lock()
 		if en := sh.t.get(c.keys[i].h); en != nil {
-			en.prefetch()
+			en.prefetch(k.extSpan)
 		}
 		sh.mu.Unlock()
 	}
@@ -90,8 +100,9 @@ func (ix *setIndex) prefetch(vals []setVal, h uint64) {
 }
 
 // prefetch brings in the first series — whole when it is small, as most
-// entities' are; else its header and last buckets — and the extension.
-func (en *entity) prefetch() {
+// entities' are; else its header and last buckets — and the first span
+// bytes of the extension (kind.extSpan).
+func (en *entity) prefetch(span uintptr) {
 	if b := en.s0; len(b) > 0 {
 		p := unsafe.Pointer(unsafe.SliceData(b))
 		if n := uintptr(len(b)) * 8; n <= prefetchWhole {
@@ -102,8 +113,39 @@ func (en *entity) prefetch() {
 		prefetch(uintptr(p) + uintptr(len(b)-1)*8)
 	}
 	if en.x != nil {
-		prefetchLines(unsafe.Pointer(en.x), unsafe.Sizeof(*en.x))
+		prefetchLines(unsafe.Pointer(en.x), span)
 	}
+}
+
+// readSpan is how many leading bytes of an entityExt processing an event of
+// k reads: up to the last field its definitions use (the first distinct
+// set alone for most kinds), so that prefetching leaves the others out.
+func (k *kind) readSpan() uintptr {
+	var x entityExt
+	end := func(off, size uintptr) uintptr { return off + size }
+	n := uintptr(0)
+	if len(k.sets) > 0 {
+		n = end(unsafe.Offsetof(x.set0), unsafe.Sizeof(x.set0))
+	}
+	if len(k.series) > 1 {
+		n = max(n, end(unsafe.Offsetof(x.series), unsafe.Sizeof(x.series)))
+	}
+	if len(k.sets) > 1 {
+		n = max(n, end(unsafe.Offsetof(x.sets), unsafe.Sizeof(x.sets)))
+	}
+	if len(k.seen) > 0 {
+		n = max(n, end(unsafe.Offsetof(x.seen), unsafe.Sizeof(x.seen)))
+	}
+	if k.needRecent {
+		n = max(n, end(unsafe.Offsetof(x.recent), unsafe.Sizeof(x.recent)))
+	}
+	if len(k.travel) > 0 {
+		n = max(n, end(unsafe.Offsetof(x.travel), unsafe.Sizeof(x.travel)))
+	}
+	if len(k.hours) > 0 {
+		n = max(n, end(unsafe.Offsetof(x.hours), unsafe.Sizeof(x.hours)))
+	}
+	return n
 }
 
 // prefetchEdges asks, before a long series moves its windows, for the

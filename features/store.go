@@ -24,10 +24,11 @@ type kind struct {
 	travel  []*travelPlan
 	hours   []*hourPlan
 
-	needRecent bool  // keeps recent times for since_last of late events
-	needExt    bool  // entities carry an entityExt
-	windowSec  int64 // longest window, seconds
-	history    bool  // keeps state past its windows: first seen, novelty, hours, travel
+	needRecent bool    // keeps recent times for since_last of late events
+	needExt    bool    // entities carry an entityExt
+	extSpan    uintptr // bytes of the extension that processing reads (prefetch)
+	windowSec  int64   // longest window, seconds
+	history    bool    // keeps state past its windows: first seen, novelty, hours, travel
 
 	// sig identifies the layout of the kind's state: engines whose kinds
 	// have the same sig can share the state (see successor.go).
