@@ -255,8 +255,8 @@ func (e *Engine) compile(f *File, prev *Engine) error {
 			}
 			k.windowSec = max(k.windowSec, sp.wins[len(sp.wins)-1])
 		}
-		k.needExt = len(k.series) > 1 || len(k.sets) > 0 || len(k.seen) > 0 || k.needRecent || len(k.travel) > 0 || len(k.hours) > 0
 		k.extSpan = k.readSpan()
+		k.needExt = k.extSpan > 0
 		k.history = len(k.recency) > 0 || len(k.seen) > 0 || len(k.travel) > 0 || len(k.hours) > 0
 		k.sig = k.stateSig()
 		longest = max(longest, k.windowSec)

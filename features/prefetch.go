@@ -118,32 +118,27 @@ func (en *entity) prefetch(span uintptr) {
 }
 
 // readSpan is how many leading bytes of an entityExt processing an event of
-// k reads: up to the last field its definitions use (the first distinct
-// set alone for most kinds), so that prefetching leaves the others out.
+// k reads: up to the end of the last field its definitions use (the first
+// distinct set alone for most kinds), so that prefetching leaves the
+// others out. 0: the kind needs no extension.
 func (k *kind) readSpan() uintptr {
 	var x entityExt
-	end := func(off, size uintptr) uintptr { return off + size }
 	n := uintptr(0)
-	if len(k.sets) > 0 {
-		n = end(unsafe.Offsetof(x.set0), unsafe.Sizeof(x.set0))
-	}
-	if len(k.series) > 1 {
-		n = max(n, end(unsafe.Offsetof(x.series), unsafe.Sizeof(x.series)))
-	}
-	if len(k.sets) > 1 {
-		n = max(n, end(unsafe.Offsetof(x.sets), unsafe.Sizeof(x.sets)))
-	}
-	if len(k.seen) > 0 {
-		n = max(n, end(unsafe.Offsetof(x.seen), unsafe.Sizeof(x.seen)))
-	}
-	if k.needRecent {
-		n = max(n, end(unsafe.Offsetof(x.recent), unsafe.Sizeof(x.recent)))
-	}
-	if len(k.travel) > 0 {
-		n = max(n, end(unsafe.Offsetof(x.travel), unsafe.Sizeof(x.travel)))
-	}
-	if len(k.hours) > 0 {
-		n = max(n, end(unsafe.Offsetof(x.hours), unsafe.Sizeof(x.hours)))
+	for _, f := range [...]struct {
+		used     bool
+		off, len uintptr
+	}{
+		{len(k.sets) > 0, unsafe.Offsetof(x.set0), unsafe.Sizeof(x.set0)},
+		{len(k.series) > 1, unsafe.Offsetof(x.series), unsafe.Sizeof(x.series)},
+		{len(k.sets) > 1, unsafe.Offsetof(x.sets), unsafe.Sizeof(x.sets)},
+		{len(k.seen) > 0, unsafe.Offsetof(x.seen), unsafe.Sizeof(x.seen)},
+		{k.needRecent, unsafe.Offsetof(x.recent), unsafe.Sizeof(x.recent)},
+		{len(k.travel) > 0, unsafe.Offsetof(x.travel), unsafe.Sizeof(x.travel)},
+		{len(k.hours) > 0, unsafe.Offsetof(x.hours), unsafe.Sizeof(x.hours)},
+	} {
+		if f.used {
+			n = max(n, f.off+f.len)
+		}
 	}
 	return n
 }

@@ -25,8 +25,8 @@ type kind struct {
 	hours   []*hourPlan
 
 	needRecent bool    // keeps recent times for since_last of late events
-	needExt    bool    // entities carry an entityExt
-	extSpan    uintptr // bytes of the extension that processing reads (prefetch)
+	needExt    bool    // entities carry an entityExt (extSpan > 0)
+	extSpan    uintptr // bytes of the extension that processing reads (prefetch); 0: none
 	windowSec  int64   // longest window, seconds
 	history    bool    // keeps state past its windows: first seen, novelty, hours, travel
 
