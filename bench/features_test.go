@@ -5,6 +5,7 @@ package bench
 import (
 	"compress/gzip"
 	"encoding/csv"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -41,6 +42,30 @@ features:
   - {name: merchant_sum, entity: merchant.id, aggregate: sum, field: amount, windows: [10m, 1h, 24h]}
   - {name: merchant_min, entity: merchant.id, aggregate: min, field: amount, windows: [10m, 1h, 24h]}
 `
+
+// withoutAggregate leaves the definitions of one aggregate out of
+// BenchmarkFeaturesObserve and BenchmarkFeaturesCompute: a baseline for
+// what the others cost alone (-features.without distinct: the ten
+// aggregates without the two distinct counts).
+var withoutAggregate = flag.String("features.without", "", "leave the definitions of this aggregate (e.g. distinct) out of FeaturesObserve and FeaturesCompute")
+
+// observeDefs is benchDefs, less the definitions -features.without names.
+func observeDefs(b testing.TB) string {
+	if *withoutAggregate == "" {
+		return benchDefs
+	}
+	var kept []string
+	lines := strings.SplitAfter(benchDefs, "\n")
+	for _, l := range lines {
+		if !strings.Contains(l, "aggregate: "+*withoutAggregate+",") {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) == len(lines) {
+		b.Fatalf("-features.without %q: no definition has that aggregate", *withoutAggregate)
+	}
+	return strings.Join(kept, "")
+}
 
 const (
 	benchEntities = 1_000_000 // per entity kind
@@ -123,7 +148,7 @@ func warm(b testing.TB, zipf bool) *warmEngine {
 	if we, ok := warmCache[zipf]; ok {
 		return we
 	}
-	we := newWarmEngine(b, benchDefs, zipf)
+	we := newWarmEngine(b, observeDefs(b), zipf)
 	runtime.GC()
 	warmCache[zipf] = we
 	return we
@@ -214,7 +239,7 @@ func BenchmarkFeaturesObserve(b *testing.B) {
 func BenchmarkFeaturesCompute(b *testing.B) {
 	const keys = 64
 	const step = 86400 / 4 / keys * time.Second
-	f, err := features.Parse("bench.yaml", []byte(benchDefs))
+	f, err := features.Parse("bench.yaml", []byte(observeDefs(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
