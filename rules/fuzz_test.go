@@ -69,3 +69,28 @@ func FuzzCompile(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseTestFile feeds rule test files to their parser: it may not
+// panic, and every error must carry a position inside the file.
+func FuzzParseTestFile(f *testing.F) {
+	fs.WalkDir(DefaultFS, DefaultDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && IsTestFile(p) {
+			data, _ := fs.ReadFile(DefaultFS, p)
+			f.Add(data)
+		}
+		return nil
+	})
+	f.Add([]byte("tests:\n  - name: a\n    start: x\n    requires: [gps]\n    transactions: [{id: t, at: 5s, time: 2026-01-01T00:00:00Z, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{id: u, score: 100..5, decision: no, hit: [r]}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err := ParseTestFile("f_test.yaml", data)
+		if err == nil {
+			return
+		}
+		lines := strings.Count(string(data), "\n") + 1
+		for _, e := range Errors(err) {
+			if e.Pos.File != "f_test.yaml" || e.Pos.Line < 1 || e.Pos.Col < 1 || e.Pos.Line > lines+1 {
+				t.Fatalf("error without a position in the file: %v", e)
+			}
+		}
+	})
+}

@@ -545,7 +545,11 @@ func yamlError(file string, data []byte, err error) errorList {
 	var errs errorList
 	for _, e := range yamlsyntax.Errors(data, err) {
 		if m := unknownFieldRe.FindStringSubmatch(e.Msg); m != nil {
-			errs.add(Pos{file, e.Line, e.Col}, "", "unknown key %q", m[1])
+			errs.add(Pos{file, e.Line, yamlsyntax.KeyColumn(data, e.Line, m[1])}, "", "unknown key %q", m[1])
+			continue
+		}
+		if e.Value {
+			errs.add(Pos{file, e.Line, e.Col}, "", "%s", e.Msg)
 			continue
 		}
 		errs.add(Pos{file, e.Line, e.Col}, "", "invalid YAML: %s", e.Msg)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigil-fraud/vigil/engine/event"
 	"github.com/vigil-fraud/vigil/features"
+	"github.com/vigil-fraud/vigil/rules/yamlsyntax"
 )
 
 // A rule test file (name_test.yaml, next to the rules) holds test cases.
@@ -53,13 +54,14 @@ type TestFile struct {
 type TestCase struct {
 	Name         string        `yaml:"name"`
 	Description  string        `yaml:"description"`
-	Start        time.Time     `yaml:"start"`    // default DefaultTestStart
+	Start        TestTime      `yaml:"start"`    // default DefaultTestStart
 	Skip         string        `yaml:"skip"`     // a reason to skip the case
 	Requires     []string      `yaml:"requires"` // geoip: needs an IP geolocation database
 	Transactions []yaml.Node   `yaml:"transactions"`
 	Expect       []Expectation `yaml:"expect"`
 
 	Pos    Pos            `yaml:"-"`
+	reqPos []Pos          // each of Requires
 	events []*event.Event // decoded transactions, in order
 	labels []testLabel    // their labels, in the order they become known
 }
@@ -92,7 +94,30 @@ type Expectation struct {
 	Reasons  *[]string      `yaml:"reasons"` // the reason codes, in the decision's order
 	Features map[string]any `yaml:"features"`
 	Line     int            `yaml:"-"`
+	Col      int            `yaml:"-"`
 	nulls    []*yaml.Node   // keys given without a value
+	at       map[string]Pos // each key's value; "features.", "hits." and "ignored." + each name in them
+}
+
+// pos is where key's value is written (see positions), else where the
+// expectation starts.
+func (x *Expectation) pos(file, key string) Pos {
+	if p, ok := x.at[key]; ok {
+		return p
+	}
+	return Pos{file, x.Line, max(x.Col, 1)}
+}
+
+// TestTime is a test case's start: a timestamp such as
+// 2026-01-01T00:00:00Z.
+type TestTime struct{ time.Time }
+
+// UnmarshalYAML reads the timestamp, reporting a bad one at its place.
+func (t *TestTime) UnmarshalYAML(n *yaml.Node) error {
+	if err := n.Decode(&t.Time); err != nil {
+		return yamlsyntax.NodeError(n, "start: want a time such as 2026-01-01T00:00:00Z, not %q", n.Value)
+	}
+	return nil
 }
 
 // ScoreRange is an expected score: 40, "40..60", or {min: 40, max: 60}.
@@ -103,12 +128,12 @@ func (s *ScoreRange) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.MappingNode {
 		var m struct{ Min, Max *int }
 		for i := 0; i < len(n.Content); i += 2 {
-			if k := n.Content[i].Value; k != "min" && k != "max" {
-				return fmt.Errorf("score: unknown key %q (min, max)", k)
+			if k := n.Content[i]; k.Value != "min" && k.Value != "max" {
+				return yamlsyntax.NodeError(k, "score: unknown key %q (min, max)", k.Value)
 			}
 		}
 		if err := n.Decode(&m); err != nil {
-			return err
+			return err // yaml.v3's, at the line of the value
 		}
 		s.Min, s.Max = 0, 100
 		if m.Min != nil {
@@ -118,9 +143,9 @@ func (s *ScoreRange) UnmarshalYAML(n *yaml.Node) error {
 			s.Max = *m.Max
 		}
 		if s.Min > s.Max {
-			return fmt.Errorf("score: min %d is above max %d", s.Min, s.Max)
+			return yamlsyntax.NodeError(n, "score: min %d is above max %d", s.Min, s.Max)
 		}
-		return nil
+		return s.check(n)
 	}
 	lo, hi, isRange := strings.Cut(n.Value, "..")
 	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
@@ -129,9 +154,17 @@ func (s *ScoreRange) UnmarshalYAML(n *yaml.Node) error {
 		b, err2 = strconv.Atoi(strings.TrimSpace(hi))
 	}
 	if err1 != nil || err2 != nil || a > b {
-		return fmt.Errorf("score: want a number, min..max or {min, max}, not %q", n.Value)
+		return yamlsyntax.NodeError(n, "score: want a number, min..max or {min, max}, not %q", n.Value)
 	}
 	s.Min, s.Max = a, b
+	return s.check(n)
+}
+
+// check refuses a range no score can be in: scores are 0 to 100.
+func (s ScoreRange) check(n *yaml.Node) error {
+	if s.Max < 0 || s.Min > 100 {
+		return yamlsyntax.NodeError(n, "score: %s can never hold: scores are 0 to 100", s)
+	}
 	return nil
 }
 
@@ -169,12 +202,18 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var errs errorList
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(name, data, err).err()
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, yamlError(name, data, err).err()
+		}
+		// Values of the wrong type or form: yaml.v3 decoded the rest, so
+		// the file's other problems are reported too.
+		errs = yamlError(name, data, err)
 	}
 	f := &TestFile{Name: name, Tests: doc.Tests}
 	positions(&root, f)
-	var errs errorList
 	seen := map[string]bool{}
 	for _, tc := range f.Tests {
 		if tc.Name == "" {
@@ -184,11 +223,15 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 		}
 		seen[tc.Name] = true
 		if tc.Start.IsZero() {
-			tc.Start = DefaultTestStart
+			tc.Start.Time = DefaultTestStart
 		}
-		for _, req := range tc.Requires {
+		for i, req := range tc.Requires {
 			if req != RequiresGeoIP {
-				errs.add(tc.Pos, "", "test %q: unknown requirement %q (geoip)", tc.Name, req)
+				at := tc.Pos
+				if i < len(tc.reqPos) {
+					at = tc.reqPos[i]
+				}
+				errs.add(at, "", "test %q: unknown requirement %q (geoip)", tc.Name, req)
 			}
 		}
 		if len(tc.Transactions) == 0 {
@@ -197,7 +240,7 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 		ids := map[string]bool{}
 		prev := tc.Start.Add(-time.Second)
 		for i := range tc.Transactions {
-			evs, labels, err := decodeTransactions(&tc.Transactions[i], tc.Start, prev)
+			evs, labels, err := decodeTransactions(&tc.Transactions[i], tc.Start.Time, prev)
 			if err != nil {
 				errs.add(Pos{name, tc.Transactions[i].Line, tc.Transactions[i].Column}, "", "test %q: transaction %d: %v", tc.Name, i+1, err)
 				continue
@@ -218,12 +261,12 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 		}
 		for _, x := range tc.Expect {
 			if x.ID != "" && !ids[x.ID] && len(tc.events) > 0 {
-				errs.add(Pos{name, x.Line, 1}, "", "test %q: expect: no transaction with id %q", tc.Name, x.ID)
+				errs.add(x.pos(name, "id"), "", "test %q: expect: no transaction with id %q", tc.Name, x.ID)
 			}
 			switch x.Decision {
 			case "", Approve, StepUp, Pause:
 			default:
-				errs.add(Pos{name, x.Line, 1}, "", "test %q: unknown decision %q", tc.Name, x.Decision)
+				errs.add(x.pos(name, "decision"), "", "test %q: unknown decision %q", tc.Name, x.Decision)
 			}
 			for _, k := range x.nulls { // an empty key would check nothing
 				errs.add(Pos{name, k.Line, k.Column}, "", "test %q: expect: %s has no value (write [] for none, or leave the key out)", tc.Name, k.Value)
@@ -236,7 +279,8 @@ func ParseTestFile(name string, data []byte) (*TestFile, error) {
 	return f, nil
 }
 
-// positions records the lines of cases and expectations.
+// positions records where cases, their requirements and expectations —
+// each of an expectation's values and expected features — are written.
 func positions(root *yaml.Node, f *TestFile) {
 	if len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
 		return
@@ -251,20 +295,47 @@ func positions(root *yaml.Node, f *TestFile) {
 				break
 			}
 			tc := f.Tests[j]
+			if tc == nil { // an empty entry: reported as a case without a name
+				tc = &TestCase{}
+				f.Tests[j] = tc
+			}
 			tc.Pos = Pos{f.Name, item.Line, item.Column}
 			for k := 0; k+1 < len(item.Content); k += 2 {
-				if item.Content[k].Value == "expect" {
+				switch item.Content[k].Value {
+				case "requires":
+					for _, r := range item.Content[k+1].Content {
+						tc.reqPos = append(tc.reqPos, Pos{f.Name, r.Line, r.Column})
+					}
+				case "expect":
 					for x, e := range item.Content[k+1].Content {
 						if x < len(tc.Expect) {
-							tc.Expect[x].Line = e.Line
-							for m := 0; m+1 < len(e.Content); m += 2 {
-								if e.Content[m+1].Tag == "!!null" {
-									tc.Expect[x].nulls = append(tc.Expect[x].nulls, e.Content[m])
-								}
-							}
+							expectationPositions(f.Name, e, &tc.Expect[x])
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// expectationPositions records where x (node e) and its values are.
+func expectationPositions(file string, e *yaml.Node, x *Expectation) {
+	x.Line, x.Col = e.Line, e.Column
+	x.at = map[string]Pos{}
+	for m := 0; m+1 < len(e.Content); m += 2 {
+		k, v := e.Content[m], e.Content[m+1]
+		if v.Tag == "!!null" {
+			x.nulls = append(x.nulls, k)
+		}
+		x.at[k.Value] = Pos{file, v.Line, v.Column}
+		switch k.Value {
+		case "features":
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				x.at["features."+v.Content[j].Value] = Pos{file, v.Content[j].Line, v.Content[j].Column}
+			}
+		case "hits", "ignored":
+			for _, r := range v.Content {
+				x.at[k.Value+"."+r.Value] = Pos{file, r.Line, r.Column}
 			}
 		}
 	}
@@ -276,6 +347,9 @@ func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, []
 	var m map[string]any
 	if err := n.Decode(&m); err != nil {
 		return nil, nil, fmt.Errorf("want an event mapping: %w", err)
+	}
+	if m == nil {
+		return nil, nil, errors.New("want an event mapping, not an empty entry")
 	}
 	label, labelled := m["label"]
 	fraud, after := false, 7*24*time.Hour
@@ -319,6 +393,11 @@ func decodeTransactions(n *yaml.Node, start, prev time.Time) ([]*event.Event, []
 			return nil, nil, fmt.Errorf("every: %w", err)
 		}
 		every = d
+	}
+	if _, hasTime := m["time"]; hasTime {
+		if _, hasAt := m["at"]; hasAt {
+			return nil, nil, errors.New("at and time: give one (at is an offset from the case's start)")
+		}
 	}
 	if _, hasTime := m["time"]; hasTime && repeat > 1 {
 		return nil, nil, errors.New("time with repeat: the copies need times of their own; use at (and every) instead")
@@ -453,21 +532,17 @@ func CheckTests(set *Set, files []*TestFile) error {
 	for _, f := range files {
 		for _, tc := range f.Tests {
 			for _, x := range tc.Expect {
-				at := Pos{tc.Pos.File, x.Line, 1}
-				if at.File == "" {
-					at.File = f.Name
-				}
 				for _, name := range missingFeatures(set.Schema, &TestCase{Expect: []Expectation{x}}) {
-					errs.add(at, "", "test %q expects feature %s, which the feature definitions do not provide%s",
+					errs.add(x.pos(f.Name, "features."+name), "", "test %q expects feature %s, which the feature definitions do not provide%s",
 						tc.Name, name, Suggest(name, featureNames(set.Schema), ""))
 				}
-				for _, list := range []*[]string{x.Hits, x.Ignored} {
+				for key, list := range map[string]*[]string{"hits": x.Hits, "ignored": x.Ignored} {
 					if list == nil {
 						continue
 					}
 					for _, name := range *list {
 						if set.Rule(name) == nil {
-							errs.add(at, "", "test %q expects a hit of rule %s, which the set does not have%s",
+							errs.add(x.pos(f.Name, key+"."+name), "", "test %q expects a hit of rule %s, which the set does not have%s",
 								tc.Name, name, Suggest(name, rulesNames, ""))
 						}
 					}

@@ -164,9 +164,9 @@ func TestParseTestFileErrors(t *testing.T) {
 		{"tests:\n  - name: a\n    transactions:\n      - {id: t1, amount: 1, currency: USD, card: {token: x}, colour: red}\n    expect: [{decision: approve}]\n",
 			`colour: unknown field`},
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{id: t2, decision: maybe}]\n    extra: 1\n",
-			`t.yaml:5:1: unknown key "extra"`},
+			`t.yaml:5:5: unknown key "extra"`},
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{id: t2, decision: maybe}]\n",
-			`t.yaml:4:1: test "a": expect: no transaction with id "t2"`},
+			`t.yaml:4:19: test "a": expect: no transaction with id "t2"`},
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{decision: maybe}]\n",
 			`unknown decision "maybe"`},
 		{"tests:\n  - name: a\n    transactions: [{id: t1, repeat: 2, amount: 1, currency: USD, card: {token: x}}, {id: t1-2, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{score: 5..1}]\n",
@@ -185,7 +185,30 @@ func TestParseTestFileErrors(t *testing.T) {
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{score: {min: 0, mx: 10}}]\n",
 			`score: unknown key "mx" (min, max)`},
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{score: {min: 60, max: 10}}]\n",
-			`score: min 60 is above max 10`},
+			`t.yaml:4:22: score: min 60 is above max 10`},
+		// a value's problem is reported where the value is, and does not
+		// hide the file's other problems
+		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect:\n      - {id: t1, score: 100..50}\n      - {id: t9}\n",
+			"t.yaml:5:25: score: want a number, min..max or {min, max}, not \"100..50\"\nt.yaml:6:14: test \"a\": expect: no transaction with id \"t9\""},
+		{"tests:\n  - name: a\n    start: yesterday\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{score: 1}]\n",
+			`t.yaml:3:12: start: want a time such as 2026-01-01T00:00:00Z, not "yesterday"`},
+		{"tests:\n  - name: a\n    requires: [geoip, gps]\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{score: 1}]\n",
+			`t.yaml:3:23: test "a": unknown requirement "gps" (geoip)`},
+		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect:\n      - id: t1\n        decision: block\n",
+			`t.yaml:6:19: test "a": unknown decision "block"`},
+		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{id: t1, hit: [r]}]\n",
+			`t.yaml:4:23: unknown key "hit"`},
+		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{id: t1, \"hit\": [r]}]\n",
+			`t.yaml:4:23: unknown key "hit"`},
+		// a score no decision can have
+		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{score: 101}]\n",
+			`t.yaml:4:22: score: 101 can never hold: scores are 0 to 100`},
+		// empty entries are errors, not crashes
+		{"tests:\n  -\n", `t.yaml:2:4: test without a name`},
+		{"tests:\n  - name: a\n    transactions: [~]\n    expect: [{score: 1}]\n", `test "a": transaction 1: want an event mapping, not an empty entry`},
+		// at and time together: one would be ignored
+		{"tests:\n  - name: a\n    transactions: [{id: t1, at: 5s, time: 2026-01-01T00:00:00Z, amount: 1, currency: USD, card: {token: x}}]\n    expect: [{score: 1}]\n",
+			`at and time: give one`},
 		// a key without a value would check nothing
 		{"tests:\n  - name: a\n    transactions: [{id: t1, amount: 1, currency: USD, card: {token: x}}]\n    expect:\n      - id: t1\n        hits:\n        reasons:\n",
 			`t.yaml:6:9: test "a": expect: hits has no value (write [] for none, or leave the key out)`},

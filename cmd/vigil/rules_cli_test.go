@@ -75,8 +75,8 @@ func TestRulesCLI(t *testing.T) {
 		{args: []string{"rules", "check", lint}, code: 3, stdout: `rule "never": never fires: amount > 10 and amount < 5 cannot all hold [never-fires]|valid, 1 warnings`},
 		{args: []string{"rules", "check", badTest}, code: 1, stderr: `r_test.yaml:3:20: test "x": transaction 1: invalid event: currency`},
 		{args: []string{"rules", "check", "/no/such/dir"}, code: 2, stderr: "no such file"},
-		{args: []string{"rules", "check", cannotHold}, code: 1, stderr: `r_test.yaml:6:1: test "third attempt steps up" expects a hit of rule velocty, which the set does not have (did you mean velocity?)|` +
-			`r_test.yaml:6:1: test "third attempt steps up" expects feature card_count_1hr, which the feature definitions do not provide (did you mean card_count_1h?)`},
+		{args: []string{"rules", "check", cannotHold}, code: 1, stderr: `r_test.yaml:6:45: test "third attempt steps up" expects a hit of rule velocty, which the set does not have (did you mean velocity?)|` +
+			`r_test.yaml:6:66: test "third attempt steps up" expects feature card_count_1hr, which the feature definitions do not provide (did you mean card_count_1h?)`},
 		{args: []string{"rules", "test"}, code: 0, stdout: "ok\tembedded:rules/default: 39 passed, 0 failed, 3 skipped"},
 		{args: []string{"rules", "test", good, "-v", "--junit", junit}, code: 0, stdout: "--- PASS: " + filepath.Join(good, "r_test.yaml") + "/third attempt steps up|2 passed, 0 failed"},
 		{args: []string{"rules", "test", "--run", "first", good}, code: 0, stdout: "1 passed, 0 failed, 0 skipped"},

@@ -9,10 +9,12 @@ package yamlsyntax
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -21,9 +23,19 @@ import (
 type Error struct {
 	Line, Col int
 	Msg       string // without yaml.v3's "yaml: line N: " prefix
+	Value     bool   // a value's problem a decoder reported (NodeError), not the YAML's
 }
 
-var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+// lineRe reads yaml.v3's "line N: " prefix, and the "line N, column C: "
+// of errors that decoders write at a node (NodeError).
+var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+)(?:, column (\d+))?: (.*)$`)
+
+// NodeError is a decoding problem at n, for an UnmarshalYAML method to
+// return: a *yaml.TypeError, so that yaml.v3 goes on and reports the
+// document's other problems, which Errors places at n's line and column.
+func NodeError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d, column %d: ", n.Line, n.Column) + fmt.Sprintf(format, args...)}}
+}
 
 // Errors splits err — a syntax error or a *yaml.TypeError's list — into
 // positioned problems. data is the document yaml.v3 read: a tab in an
@@ -42,7 +54,11 @@ func Errors(data []byte, err error) []Error {
 		e := Error{Line: 1, Col: 1}
 		if m := lineRe.FindStringSubmatch(l); m != nil {
 			e.Line, _ = strconv.Atoi(m[1])
-			l = m[2]
+			if m[2] != "" {
+				e.Col, _ = strconv.Atoi(m[2])
+				e.Value = true
+			}
+			l = m[3]
 		}
 		e.Msg = strings.TrimPrefix(l, "yaml: ")
 		e.Line = max(e.Line, 1)
@@ -82,6 +98,28 @@ func indentTab(data []byte, from int) (line, col int, ok bool) {
 		}
 	}
 	return 0, 0, false
+}
+
+// KeyColumn is the column (in characters, as yaml.v3 counts them) where
+// key is written as a mapping key on line n of data — plain or quoted,
+// followed by a colon — or 1 when it is not found there. yaml.v3 names
+// only the line of a key it does not know.
+func KeyColumn(data []byte, n int, key string) int {
+	l := string(lineAt(data, n))
+	for _, k := range []string{key, `"` + key + `"`, "'" + key + "'"} {
+		for i := 0; i+len(k) <= len(l); i++ {
+			j := strings.Index(l[i:], k)
+			if j < 0 {
+				break
+			}
+			i += j
+			before := i == 0 || strings.ContainsRune(" \t{,-?", rune(l[i-1]))
+			if after := strings.TrimLeft(l[i+len(k):], " \t"); before && strings.HasPrefix(after, ":") {
+				return utf8.RuneCountInString(l[:i]) + 1
+			}
+		}
+	}
+	return 1
 }
 
 // lineAt returns line n (1-based) of data without its end of line, nil

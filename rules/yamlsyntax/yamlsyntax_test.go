@@ -106,3 +106,33 @@ func FuzzErrors(f *testing.F) {
 		}
 	})
 }
+
+func TestKeyColumn(t *testing.T) {
+	f := func(doc string, line int, key string, col int) {
+		t.Helper()
+		if got := KeyColumn([]byte(doc), line, key); got != col {
+			t.Errorf("KeyColumn(%q, %d, %q) = %d, want %d", doc, line, key, got, col)
+		}
+	}
+	f("a: 1\nhit: [r]\n", 2, "hit", 1)
+	f("x: [{id: t1, hit: [r]}]\n", 1, "hit", 14)
+	f("x: [{id: hit, hit: [r]}]\n", 1, "hit", 15) // a value is not a key
+	f("x: {\"hit\": 1}\n", 1, "hit", 5)           // quoted
+	f("  - hit : 1\n", 1, "hit", 5)               // space before the colon
+	f("é: {hit: 1}\n", 1, "hit", 5)               // columns count characters
+	f("x: {shit: 1}\n", 1, "hit", 1)              // part of another key
+	f("x: 1\n", 3, "hit", 1)                      // past the end
+}
+
+func TestNodeError(t *testing.T) {
+	data := []byte("a:\n  b: [1, x]\n")
+	var n yaml.Node
+	if err := yaml.Unmarshal(data, &n); err != nil {
+		t.Fatal(err)
+	}
+	x := n.Content[0].Content[1].Content[1].Content[1] // the x
+	errs := Errors(data, NodeError(x, "want a number, not %q", x.Value))
+	if len(errs) != 1 || errs[0] != (Error{Line: 2, Col: 10, Msg: `want a number, not "x"`, Value: true}) {
+		t.Fatalf("got %+v", errs)
+	}
+}
