@@ -285,3 +285,26 @@ func prometheusOnly(reg *prometheus.Registry, name, label string) prometheus.Col
 	}
 	return g
 }
+
+// TestLateEventOwnBucket: with a resolution coarser than a second, a late
+// event's windows reach the end of its own bucket, so they count the
+// events already recorded there after it (docs/features.md, Buckets); at
+// 1 s they do not.
+func TestLateEventOwnBucket(t *testing.T) {
+	e := mustEngine(t, `
+features:
+  - {name: c1, entity: card.token, aggregate: count, windows: [1h]}
+  - {name: cm, entity: card.token, aggregate: count, windows: [1h], resolution: 1m}
+`, Options{Lateness: time.Minute})
+	v := NewVector(e.Schema())
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, s := range []int{0, 50, 10} { // the last is 40 s late, in the first minute's bucket
+		e.Observe(&event.Event{Time: t0.Add(time.Duration(s) * time.Second), Card: event.Card{Token: "t"}}, v)
+	}
+	if n, _ := num(t, e, v, "c1_1h"); n != 2 {
+		t.Errorf("1 s resolution: %v, want 2 (itself and the event at 0 s)", n)
+	}
+	if n, _ := num(t, e, v, "cm_1h"); n != 3 {
+		t.Errorf("1 m resolution: %v, want 3 (the event at 50 s is in its bucket)", n)
+	}
+}

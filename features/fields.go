@@ -135,14 +135,34 @@ func coords(l *event.Location) (float64, float64, bool) {
 	return *l.Lat, *l.Lon, true
 }
 
-// attrString is an attribute as a string: strings as they are, numbers as
-// written, booleans as true/false; "" when absent or null.
+// attrString is an attribute as a string, for keys, distinct values,
+// value features and mismatches: strings as they are, booleans as
+// true/false, numbers by value — 1, 1.0 and 1e0 are "1" (a JSON integer
+// as written, so that ids beyond 2^53 stay apart; other numbers in their
+// shortest form); "" when absent or null. A string and a number of the
+// same text are one value ("1" and 1).
 func attrString(v any) string {
 	switch v := v.(type) {
 	case string:
 		return v
 	case json.Number:
-		return string(v)
+		if isIntLiteral(string(v)) {
+			if v == "-0" {
+				return "0"
+			}
+			return string(v)
+		}
+		x, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
+			return string(v)
+		}
+		return numberString(x)
+	case float64:
+		return numberString(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case int:
+		return strconv.Itoa(v)
 	case bool:
 		if v {
 			return "true"
@@ -150,6 +170,29 @@ func attrString(v any) string {
 		return "false"
 	}
 	return ""
+}
+
+// isIntLiteral reports a JSON number written without fraction or exponent.
+func isIntLiteral(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// numberString is x's text as attrString gives it: whole numbers below
+// 2^53 as integers, others in the shortest form that reads back as x.
+func numberString(x float64) string {
+	if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+		return strconv.FormatInt(int64(x), 10)
+	}
+	return strconv.FormatFloat(x, 'g', -1, 64)
 }
 
 // attrNumber is a numeric attribute (a boolean is 0 or 1).
