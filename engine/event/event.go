@@ -27,6 +27,10 @@ type Event struct {
 	Shipping   Location       `json:"shipping" expr:"shipping"`
 	Attributes map[string]any `json:"attributes,omitempty" expr:"attributes"`
 
+	// What the JSON held where a Go zero value cannot tell, set by the
+	// decoders. An event built in Go has its amount.
+	amountMissing bool // no amount, or null
+
 	timeDefaulted bool
 }
 

@@ -87,6 +87,11 @@ func TestDecodeFastMatchesReference(t *testing.T) {
 		{"empty attributes", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{}}`, true},
 		{"offset time", `{"id":"a","time":"2026-11-22T12:30:00+02:00","amount":1,"currency":"USD","card":{"token":"t"}}`, true},
 		{"minus zero", `{"id":"a","amount":-0,"currency":"USD","card":{"token":"t"}}`, true},
+		{"zero amount", `{"id":"a","amount":0,"currency":"USD","card":{"token":"t"}}`, true},
+		{"no amount", `{"id":"a","currency":"USD","card":{"token":"t"}}`, true},
+		{"null amount", `{"id":"a","amount":null,"currency":"USD","card":{"token":"t"}}`, false},
+		{"amount in attributes only", `{"id":"a","currency":"USD","card":{"token":"t"},"attributes":{"amount":1}}`, true},
+		{"amount in attributes only, nested", `{"id":"a","currency":"USD","card":{"token":"t"},"attributes":{"amount":{"x":1}}}`, false},
 		{"pan", `{"id":"a","amount":1,"currency":"USD","card":{"token":"4111 1111 1111 1111"}}`, true},
 		{"invalid values", `{"id":"a b","amount":-5,"currency":"XYZ","card":{"token":"t","bin":"12"}}`, true},
 		{"escape", `{"id":"a\u0062","amount":1,"currency":"USD","card":{"token":"t"}}`, false},
@@ -151,6 +156,8 @@ func FuzzDecodeFast(f *testing.F) {
 	f.Add([]byte(`{"id":"a","time":"2026-11-22T12:30:00+02:00","amount":1,"currency":"usd","account":{"id":"x","created":"2025-01-01T00:00:00Z"}}`))
 	f.Add([]byte(`{"id":"a","amount":1,"currency":"USD","card":{"token":"4111 1111 1111 1111"},"billing":{"lat":1,"lon":2}}`))
 	f.Add([]byte(`{"id":"a","merchant":{"x":1}}`))
+	f.Add([]byte(`{"id":"a","currency":"USD","card":{"token":"t"}}`))
+	f.Add([]byte(`{"id":"a","amount":null,"currency":"USD","card":{"token":"t"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkSame(t, data)
 	})

@@ -23,7 +23,8 @@ const (
 // Validate checks and normalizes an event: it upper-cases country and
 // currency codes, fills Time with now when the event has none, and reports
 // every problem at once. When now is the zero time (offline replay) the time
-// is required and not compared with a clock.
+// is required and not compared with a clock. A decoded event without an
+// amount (or with null) is refused; an explicit 0 is valid.
 func (e *Event) Validate(now time.Time) error {
 	var errs Error
 	e.normalize()
@@ -55,9 +56,12 @@ func (e *Event) Validate(now time.Time) error {
 		errs.add("amount", panReason)
 		return errs.escape()
 	}
-	if e.Amount < 0 {
+	switch {
+	case e.amountMissing: // 0 is a valid amount: only its absence tells
+		errs.add("amount", "required (an integer in the currency's minor unit)")
+	case e.Amount < 0:
 		errs.add("amount", "must not be negative")
-	} else if e.Amount > MaxAmount {
+	case e.Amount > MaxAmount:
 		errs.add("amount", "too large")
 	}
 	if e.Currency == "" {
