@@ -347,9 +347,10 @@ func TestScoreErrors(t *testing.T) {
 		{`{"id":"e1","amount":1,"currency":"USD","card":{"token":"t"},"extra":1}`, 400, "invalid_event", "extra"},
 		{`{"id":"e2","amount":1,"currency":"USD","card":{"token":"4111111111111111"}}`, 422, "card_number_refused", "card.token"},
 		{`{"id":"e3","amount":"x"}`, 400, "invalid_event", "amount"},
-		{`{"id":"tx_k6","currency":"USD","card":{"token":"t"}}`, 400, "invalid_event", "amount"},             // no amount is not an amount of 0
-		{`{"id":"e3b","amount":null,"currency":"USD","card":{"token":"t"}}`, 400, "invalid_event", "amount"}, // nor is null
-		{`{"id":"e3c","amount":0,"currency":"USD","card":{"token":"t"}}`, 200, "", ""},                       // a zero-amount authorization
+		{`{"id":"tx_k6","currency":"USD","card":{"token":"t"}}`, 400, "invalid_event", "amount"},                                      // no amount is not an amount of 0
+		{`{"id":"e3b","amount":null,"currency":"USD","card":{"token":"t"}}`, 400, "invalid_event", "amount"},                          // nor is null
+		{`{"id":"e3c","amount":0,"currency":"USD","card":{"token":"t"}}`, 200, "", ""},                                                // a zero-amount authorization
+		{`{"id":"e3d","time":"0001-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, 400, "invalid_event", "time"}, // the zero time is not "now"
 		{strings.Repeat(" ", 70<<10), 413, "too_large", ""},
 		{strings.Repeat(" ", 64<<10+1), 413, "too_large", ""},                                                                                 // one byte over
 		{tx("e4", 1, "") + strings.Repeat(" ", 64<<10-len(tx("e4", 1, ""))), 200, "", ""},                                                     // exactly the limit

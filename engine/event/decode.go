@@ -68,8 +68,8 @@ func decodeReference(data []byte) (*Event, error) {
 		return nil, w.keys.escape()
 	}
 	// encoding/json leaves a field that is absent or null as it was: the
-	// walk tells it from a zero value.
-	ev.amountMissing = !w.amountSent
+	// walk tells them from a zero value.
+	ev.timeSent, ev.amountMissing = w.timeSent, !w.amountSent
 	return ev, nil
 }
 
@@ -217,8 +217,8 @@ type tokenWalk struct {
 	d    *json.Decoder
 	pans Error // values and keys holding a card number
 	keys Error // duplicate keys, and keys the schema does not have (exactly)
-	// The event's amount had a value other than null.
-	amountSent bool
+	// The event's time and amount had a value other than null.
+	timeSent, amountSent bool
 }
 
 var timeType = reflect.TypeOf(time.Time{})
@@ -242,7 +242,11 @@ func (w *tokenWalk) value(path string, t reflect.Type) error {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if tok != nil && path == "amount" { // only a top-level key's path has no prefix
+	switch {
+	case tok == nil: // null
+	case path == "time": // only a top-level key's path has no prefix
+		w.timeSent = true
+	case path == "amount":
 		w.amountSent = true
 	}
 	switch v := tok.(type) {

@@ -23,8 +23,10 @@ const (
 // Validate checks and normalizes an event: it upper-cases country and
 // currency codes, fills Time with now when the event has none, and reports
 // every problem at once. When now is the zero time (offline replay) the time
-// is required and not compared with a clock. A decoded event without an
-// amount (or with null) is refused; an explicit 0 is valid.
+// is required and not compared with a clock. A decoded event has no time
+// when its JSON had none (or null): an explicit zero time is too old, like
+// any time before 2000. A decoded event without an amount (or with null) is
+// refused; an explicit 0 is valid.
 func (e *Event) Validate(now time.Time) error {
 	var errs Error
 	e.normalize()
@@ -42,9 +44,9 @@ func (e *Event) Validate(now time.Time) error {
 		errs.add("id", "must be printable ASCII without spaces")
 	}
 	switch {
-	case e.Time.IsZero() && now.IsZero():
+	case e.timeAbsent() && now.IsZero():
 		errs.add("time", "required")
-	case e.Time.IsZero():
+	case e.timeAbsent():
 		e.Time, e.timeDefaulted = now.UTC(), true
 	case !now.IsZero() && e.Time.After(now.Add(MaxFutureSkew)):
 		errs.add("time", fmt.Sprintf("more than %s in the future", MaxFutureSkew))
