@@ -298,6 +298,26 @@ func TestScoreVelocityAndIdempotency(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict {
 		t.Errorf("reused id: %d %s", resp.StatusCode, body)
 	}
+	// a retry without the time is the same transaction, either way round;
+	// another time is another transaction
+	for i, tc := range []struct{ first, retry, want string }{
+		{`"time":"2026-11-22T11:59:00Z",`, ``, "200 replayed"},
+		{``, `"time":"2026-11-22T11:59:00Z",`, "200 replayed"},
+		{`"time":"2026-11-22T11:59:00Z",`, `"time":"2026-11-22T11:58:00Z",`, "409"},
+	} {
+		id := fmt.Sprint("retry_", i)
+		var got string
+		for _, tm := range []string{tc.first, tc.retry} {
+			resp, body := do(t, srv, "POST", "/v1/score", scoreKey, fmt.Sprintf(`{"id":%q,%s"amount":500,"currency":"USD","card":{"token":"tok_retry"}}`, id, tm))
+			got = fmt.Sprint(resp.StatusCode)
+			if strings.Contains(string(body), `"replayed":true`) {
+				got += " replayed"
+			}
+		}
+		if got != tc.want {
+			t.Errorf("first %s retry %s: %s, want %s", tc.first, tc.retry, got, tc.want)
+		}
+	}
 }
 
 func TestConcurrentDuplicatesCountOnce(t *testing.T) {
