@@ -298,6 +298,26 @@ func TestScoreVelocityAndIdempotency(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict {
 		t.Errorf("reused id: %d %s", resp.StatusCode, body)
 	}
+	// a retry without the time is the same transaction, either way round;
+	// another time is another transaction
+	for i, tc := range []struct{ first, retry, want string }{
+		{`"time":"2026-11-22T11:59:00Z",`, ``, "200 replayed"},
+		{``, `"time":"2026-11-22T11:59:00Z",`, "200 replayed"},
+		{`"time":"2026-11-22T11:59:00Z",`, `"time":"2026-11-22T11:58:00Z",`, "409"},
+	} {
+		id := fmt.Sprint("retry_", i)
+		var got string
+		for _, tm := range []string{tc.first, tc.retry} {
+			resp, body := do(t, srv, "POST", "/v1/score", scoreKey, fmt.Sprintf(`{"id":%q,%s"amount":500,"currency":"USD","card":{"token":"tok_retry"}}`, id, tm))
+			got = fmt.Sprint(resp.StatusCode)
+			if strings.Contains(string(body), `"replayed":true`) {
+				got += " replayed"
+			}
+		}
+		if got != tc.want {
+			t.Errorf("first %s retry %s: %s, want %s", tc.first, tc.retry, got, tc.want)
+		}
+	}
 }
 
 func TestConcurrentDuplicatesCountOnce(t *testing.T) {
@@ -347,6 +367,10 @@ func TestScoreErrors(t *testing.T) {
 		{`{"id":"e1","amount":1,"currency":"USD","card":{"token":"t"},"extra":1}`, 400, "invalid_event", "extra"},
 		{`{"id":"e2","amount":1,"currency":"USD","card":{"token":"4111111111111111"}}`, 422, "card_number_refused", "card.token"},
 		{`{"id":"e3","amount":"x"}`, 400, "invalid_event", "amount"},
+		{`{"id":"tx_k6","currency":"USD","card":{"token":"t"}}`, 400, "invalid_event", "amount"},                                      // no amount is not an amount of 0
+		{`{"id":"e3b","amount":null,"currency":"USD","card":{"token":"t"}}`, 400, "invalid_event", "amount"},                          // nor is null
+		{`{"id":"e3c","amount":0,"currency":"USD","card":{"token":"t"}}`, 200, "", ""},                                                // a zero-amount authorization
+		{`{"id":"e3d","time":"0001-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, 400, "invalid_event", "time"}, // the zero time is not "now"
 		{strings.Repeat(" ", 70<<10), 413, "too_large", ""},
 		{strings.Repeat(" ", 64<<10+1), 413, "too_large", ""},                                                                                 // one byte over
 		{tx("e4", 1, "") + strings.Repeat(" ", 64<<10-len(tx("e4", 1, ""))), 200, "", ""},                                                     // exactly the limit

@@ -156,12 +156,12 @@ func (e *Engine) score(ctx context.Context, ev *event.Event, explain bool, sourc
 // authorization path never waits on signals).
 func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, source string) (*Decision, *scratch, error) {
 	start := time.Now()
-	digest := contentDigest(ev)
+	c := contentOf(ev)
 	var entry *recentEntry // nil: not remembered (a rebuild beyond the horizon)
 	if at, remember := e.claimTime(ev, source); remember {
 		var first bool
-		if entry, first = e.recent.claim(ev.ID, digest, at); !first {
-			return e.replay(ctx, entry, digest, ev.ID, start)
+		if entry, first = e.recent.claim(ev.ID, c, at); !first {
+			return e.replay(ctx, entry, c, ev.ID, start)
 		}
 		entry.aged = source == SourceRebuild
 	}
@@ -225,9 +225,9 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 }
 
 // replay answers a scoring of an id already claimed: the stored (or
-// awaited) decision, or ErrIDReused when the content differs.
-func (e *Engine) replay(ctx context.Context, entry *recentEntry, digest uint64, id string, start time.Time) (*Decision, *scratch, error) {
-	if entry.digest != digest {
+// awaited) decision, or ErrIDReused when it is another transaction.
+func (e *Engine) replay(ctx context.Context, entry *recentEntry, c content, id string, start time.Time) (*Decision, *scratch, error) {
+	if !entry.content.sameTransaction(c) {
 		return nil, nil, ErrIDReused
 	}
 	d, err := entry.wait(ctx)
@@ -313,23 +313,43 @@ func (e *Engine) explain(set *rules.Set, s *scratch) *Explain {
 	return x
 }
 
-// contentDigest hashes what identifies a transaction's content, to tell a
-// retry (same content) from a reused id (different content). The digest
-// never leaves the process: a per-process seed will do.
+// content is what tells a retry of a transaction (the same content) from
+// a reused id (another transaction): the digest of the event's content
+// without its time, and the time when the request sent one.
+type content struct {
+	digest uint64 // amount, currency, card, account and merchant
+	time   int64  // the event's time in Unix nanoseconds (exact from 1678 to 2262), when timed
+	timed  bool   // the request sent a time (false: it got the time of receipt, or the message's)
+}
+
+// sameTransaction reports whether two scorings of one id are of the same
+// transaction: the same content, at the same time unless either did not
+// send one (a retry without a time is the same transaction).
+func (c content) sameTransaction(o content) bool {
+	return c.digest == o.digest && (!c.timed || !o.timed || c.time == o.time)
+}
+
+// contentOf returns an event's content.
+func contentOf(ev *event.Event) content {
+	c := content{digest: contentDigest(ev)}
+	if !ev.TimeDefaulted() {
+		c.time, c.timed = ev.Time.UnixNano(), true
+	}
+	return c
+}
+
+// contentDigest hashes what identifies a transaction's content, its time
+// aside (see content). The digest never leaves the process: a per-process
+// seed will do.
 func contentDigest(ev *event.Event) uint64 {
 	var h maphash.Hash
 	h.SetSeed(digestSeed)
-	t := ev.Time.UnixNano()
-	if ev.TimeDefaulted() {
-		t = 0 // a retry without a time gets another receive time
-	}
-	var b [16]byte
-	binary.LittleEndian.PutUint64(b[:8], uint64(t))
-	binary.LittleEndian.PutUint64(b[8:], uint64(ev.Amount))
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(ev.Amount))
 	h.Write(b[:])
 	for _, s := range [...]string{ev.Currency, ev.Card.Token, ev.Account.ID, ev.Merchant.ID} {
-		binary.LittleEndian.PutUint64(b[:8], uint64(len(s))) // lengths keep the fields apart
-		h.Write(b[:8])
+		binary.LittleEndian.PutUint64(b[:], uint64(len(s))) // lengths keep the fields apart
+		h.Write(b[:])
 		h.WriteString(s)
 	}
 	return h.Sum64()

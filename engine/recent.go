@@ -17,10 +17,12 @@ import (
 // The store holds up to millions of decisions for a day, so it holds them
 // without pointers (the garbage collector does not scan it): an id is
 // known by two 64-bit hashes (a map from the first to the entry's slot,
-// the second checked in the slot), and each decision is encoded (in a
-// dozen bytes or so: see recentcodec.go) in a byte ring in the order the
-// slots are, so that expiring the oldest frees the oldest bytes. Only ids being scored right now have an object
-// (recentEntry), for their waiters.
+// the second checked in the slot), the slot keeps the content the id was
+// first scored with (to tell a retry from a reused id), and each decision
+// is encoded (in a dozen bytes or so: see recentcodec.go) in a byte ring
+// in the order the slots are, so that expiring the oldest frees the oldest
+// bytes. Only ids being scored right now have an object (recentEntry), for
+// their waiters.
 type recentDecisions struct {
 	base      time.Time // times are kept as durations since it: monotonic, as time.Time.Sub is
 	seeds     [2]maphash.Seed
@@ -45,21 +47,28 @@ type recentShard struct {
 }
 
 // recentSlot is one remembered decision: the id's hashes, its content
-// digest and claim time, and where its encoded decision is in the arena.
+// (flat: timed fits beside size, where a content field would take 8 more
+// bytes), its claim time, and where its encoded decision is in the arena.
 type recentSlot struct {
 	key, check uint64
 	digest     uint64
+	time       int64
 	created    time.Duration // claim time, since the store's base
 	off        int
 	size       uint32
+	timed      bool
+}
+
+func (sl *recentSlot) content() content {
+	return content{digest: sl.digest, time: sl.time, timed: sl.timed}
 }
 
 // recentEntry is a claim handed to the scorer and to concurrent scorers
-// of the same id. Its state is guarded by its shard's lock; digest never
+// of the same id. Its state is guarded by its shard's lock; content never
 // changes.
 type recentEntry struct {
 	shard      *recentShard
-	digest     uint64 // of the event's content, to detect a reused id
+	content    content // of the first scoring, to detect a reused id
 	key, check uint64
 	created    time.Duration
 	aged       bool // remembered as of its event's time (a rebuild), not of its scoring
@@ -86,7 +95,7 @@ func newRecentDecisions(retention time.Duration, maxEntries int) *recentDecision
 // Two different ids share both 64-bit hashes with a chance of 2^-128; if
 // only the first matches (2^-64 per pair), the newer id replaces the older
 // one, which is then forgotten early.
-func (r *recentDecisions) claim(id string, digest uint64, now time.Time) (e *recentEntry, first bool) {
+func (r *recentDecisions) claim(id string, c content, now time.Time) (e *recentEntry, first bool) {
 	key, check := maphash.String(r.seeds[0], id), maphash.String(r.seeds[1], id)
 	s := &r.shards[key%recentShards]
 	s.mu.Lock()
@@ -97,11 +106,11 @@ func (r *recentDecisions) claim(id string, digest uint64, now time.Time) (e *rec
 	}
 	if seq, ok := s.m[key]; ok {
 		if sl := s.slot(seq); sl.check == check {
-			return &recentEntry{shard: s, digest: sl.digest, key: key, check: check, done: true,
+			return &recentEntry{shard: s, content: sl.content(), key: key, check: check, done: true,
 				d: s.names.decodeDecision(id, s.arena.bytes(sl.off, sl.size))}, false
 		}
 	}
-	e = &recentEntry{shard: s, digest: digest, key: key, check: check, created: now.Sub(r.base)}
+	e = &recentEntry{shard: s, content: c, key: key, check: check, created: now.Sub(r.base)}
 	s.pending[key] = e
 	return e, true
 }
@@ -192,7 +201,7 @@ func (s *recentShard) push(e *recentEntry, limit int) {
 		s.order, s.head = grown, 0
 	}
 	i := (s.head + s.n) % len(s.order)
-	s.order[i] = recentSlot{key: e.key, check: e.check, digest: e.digest, created: e.created}
+	s.order[i] = recentSlot{key: e.key, check: e.check, digest: e.content.digest, time: e.content.time, timed: e.content.timed, created: e.created}
 	s.n++
 	off := s.arena.put(s.scratch, s)
 	s.order[i].off, s.order[i].size = off, uint32(len(s.scratch))

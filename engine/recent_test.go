@@ -21,6 +21,7 @@ import (
 func TestRecentDecisions(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	d := &Decision{ID: "a", Decision: "approve"}
+	c := content{digest: 7, time: t0.Add(-time.Minute).UnixNano(), timed: true}
 	for _, tc := range []struct {
 		name      string
 		retention time.Duration
@@ -28,32 +29,32 @@ func TestRecentDecisions(t *testing.T) {
 		run       func(t *testing.T, r *recentDecisions)
 	}{
 		{"a finished id is answered", time.Hour, 1000, func(t *testing.T, r *recentDecisions) {
-			e, first := r.claim("a", 7, t0)
+			e, first := r.claim("a", c, t0)
 			if !first {
 				t.Fatal("first claim not first")
 			}
 			r.finish(e, d)
-			e2, first := r.claim("a", 7, t0.Add(time.Minute))
-			if first || e2.digest != 7 {
-				t.Fatalf("second claim: first=%v digest=%d", first, e2.digest)
+			e2, first := r.claim("a", c, t0.Add(time.Minute))
+			if first || e2.content != c {
+				t.Fatalf("second claim: first=%v content %+v, want %+v", first, e2.content, c)
 			}
 			if got, err := e2.wait(context.Background()); !reflect.DeepEqual(got, d) || err != nil {
 				t.Fatalf("wait %+v %v", got, err)
 			}
 		}},
 		{"retention expires", time.Hour, 1000, func(t *testing.T, r *recentDecisions) {
-			e, _ := r.claim("a", 7, t0)
+			e, _ := r.claim("a", c, t0)
 			r.finish(e, d)
-			if _, first := r.claim("a", 7, t0.Add(time.Hour-time.Second)); first {
+			if _, first := r.claim("a", c, t0.Add(time.Hour-time.Second)); first {
 				t.Fatal("forgotten before the retention")
 			}
-			if _, first := r.claim("a", 7, t0.Add(time.Hour)); !first {
+			if _, first := r.claim("a", c, t0.Add(time.Hour)); !first {
 				t.Fatal("remembered after the retention")
 			}
 		}},
 		{"capacity evicts the oldest", 24 * time.Hour, recentShards * 2, func(t *testing.T, r *recentDecisions) {
 			for i := range 1000 {
-				e, first := r.claim(fmt.Sprint("id", i), 1, t0)
+				e, first := r.claim(fmt.Sprint("id", i), c, t0)
 				if !first {
 					t.Fatalf("id%d not first", i)
 				}
@@ -62,19 +63,19 @@ func TestRecentDecisions(t *testing.T) {
 			if n := r.size(); n > recentShards*2 {
 				t.Fatalf("%d remembered, cap %d", n, recentShards*2)
 			}
-			if _, first := r.claim("id999", 1, t0); first {
+			if _, first := r.claim("id999", c, t0); first {
 				t.Fatal("the newest id was evicted")
 			}
-			if _, first := r.claim("id0", 1, t0); !first {
+			if _, first := r.claim("id0", c, t0); !first {
 				t.Fatal("the oldest id was kept")
 			}
 		}},
 		{"a waiter gets the decision once it is finished", time.Hour, 1000, func(t *testing.T, r *recentDecisions) {
-			e, _ := r.claim("a", 7, t0)
+			e, _ := r.claim("a", c, t0)
 			got := make(chan *Decision)
 			for range 3 {
 				go func() {
-					w, first := r.claim("a", 7, t0)
+					w, first := r.claim("a", c, t0)
 					if first {
 						got <- nil
 						return
@@ -92,8 +93,8 @@ func TestRecentDecisions(t *testing.T) {
 			}
 		}},
 		{"a waiter gives up with its context", time.Hour, 1000, func(t *testing.T, r *recentDecisions) {
-			r.claim("a", 7, t0)
-			w, _ := r.claim("a", 7, t0)
+			r.claim("a", c, t0)
+			w, _ := r.claim("a", c, t0)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 			defer cancel()
 			if v, err := w.wait(ctx); v != nil || !errors.Is(err, context.DeadlineExceeded) {
@@ -101,8 +102,8 @@ func TestRecentDecisions(t *testing.T) {
 			}
 		}},
 		{"an abandoned id wakes its waiters and is scored again", time.Hour, 1000, func(t *testing.T, r *recentDecisions) {
-			e, _ := r.claim("a", 7, t0)
-			w, _ := r.claim("a", 7, t0)
+			e, _ := r.claim("a", c, t0)
+			w, _ := r.claim("a", c, t0)
 			done := make(chan error)
 			go func() {
 				v, err := w.wait(context.Background())
@@ -115,13 +116,13 @@ func TestRecentDecisions(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			e2, first := r.claim("a", 7, t0.Add(30*time.Minute))
+			e2, first := r.claim("a", c, t0.Add(30*time.Minute))
 			if !first {
 				t.Fatal("abandoned id still remembered")
 			}
 			r.finish(e2, d)
 			// the abandoned entry's slot expires; the new entry stays
-			if _, first := r.claim("a", 7, t0.Add(61*time.Minute)); first {
+			if _, first := r.claim("a", c, t0.Add(61*time.Minute)); first {
 				t.Fatal("the expiry of the abandoned entry removed the new one")
 			}
 		}},
@@ -137,7 +138,7 @@ func TestRecentDecisions(t *testing.T) {
 func TestRecentDecisionsMatchReference(t *testing.T) {
 	type fin struct {
 		id      string
-		digest  uint64
+		content content
 		d       *Decision
 		created time.Time
 	}
@@ -177,9 +178,12 @@ func TestRecentDecisionsMatchReference(t *testing.T) {
 		for step := range 20_000 {
 			now = now.Add(time.Duration(rng.IntN(tick)) * time.Millisecond)
 			id := fmt.Sprint("id", rng.IntN(ids))
-			digest := uint64(len(id))
+			c := content{digest: uint64(len(id))}
 			if rng.IntN(50) == 0 {
-				digest++ // a reused id
+				c.digest++ // a reused id
+			}
+			if rng.IntN(2) == 0 { // sent a time: kept as is in the slot
+				c.time, c.timed = now.Add(-time.Duration(rng.Int64N(int64(time.Hour)))).UnixNano(), true
 			}
 			// the model: expire the claimed shard, then look the id up
 			sh := shardOf(id)
@@ -192,7 +196,7 @@ func TestRecentDecisionsMatchReference(t *testing.T) {
 					want = &model[sh][i]
 				}
 			}
-			e, first := r.claim(id, digest, now)
+			e, first := r.claim(id, c, now)
 			switch p := pending[id]; {
 			case p != nil:
 				if first || e != p {
@@ -200,8 +204,8 @@ func TestRecentDecisionsMatchReference(t *testing.T) {
 				}
 			case want != nil:
 				got, _ := e.wait(context.Background())
-				if first || e.digest != want.digest || !reflect.DeepEqual(got, want.d) {
-					t.Fatalf("seed %d step %d: %s: first=%v digest %d want %d\ngot  %+v\nwant %+v", seed, step, id, first, e.digest, want.digest, got, want.d)
+				if first || e.content != want.content || !reflect.DeepEqual(got, want.d) {
+					t.Fatalf("seed %d step %d: %s: first=%v content %+v want %+v\ngot  %+v\nwant %+v", seed, step, id, first, e.content, want.content, got, want.d)
 				}
 			default:
 				if !first {
@@ -232,7 +236,7 @@ func TestRecentDecisionsMatchReference(t *testing.T) {
 				if len(model[ps]) >= perShard {
 					model[ps] = model[ps][1:]
 				}
-				model[ps] = append(model[ps], fin{pid, pe.digest, d, r.base.Add(pe.created)})
+				model[ps] = append(model[ps], fin{pid, pe.content, d, r.base.Add(pe.created)})
 				checkArena(t, &r.shards[ps])
 			}
 		}
@@ -295,7 +299,7 @@ func BenchmarkRecentDecisionsHeld(b *testing.B) {
 		runtime.ReadMemStats(&m0)
 		for i := range n {
 			id := fmt.Sprintf("tx_%d_%08d", i%7, i)
-			e, _ := r.claim(id, 1, t0)
+			e, _ := r.claim(id, content{digest: 1, time: t0.UnixNano(), timed: true}, t0)
 			r.finish(e, &Decision{ID: id, Decision: "pause", Score: 90, Ruleset: "starter@014126c3bbd6", LatencyUS: 120,
 				Reasons: []Reason{{Rule: "card_velocity_10m", Code: "CARD_VELOCITY_10M", Message: "Too many attempts with this card in a short time."},
 					{Rule: "large_amount", Code: "LARGE_AMOUNT"}}})
@@ -315,7 +319,8 @@ func BenchmarkRecentDecisionsHeld(b *testing.B) {
 // TestRecentCodecCoversDecision fails when Decision or Reason gain or
 // lose a field: the recent-decisions store encodes them field by field
 // (recentcodec.go), and a field it does not know would be lost on a
-// replay. Update appendDecision and decodeDecision, then this list.
+// replay. Update appendDecision and decodeDecision, then this list. The
+// same for content, which a slot keeps flat (recentSlot.content, push).
 func TestRecentCodecCoversDecision(t *testing.T) {
 	fields := func(v any) string {
 		var names []string
@@ -331,6 +336,9 @@ func TestRecentCodecCoversDecision(t *testing.T) {
 	}
 	if got, want := fields(Reason{}), "[Rule Code Message]"; got != want {
 		t.Errorf("Reason fields %s, the codec knows %s", got, want)
+	}
+	if got, want := fields(content{}), "[digest time timed]"; got != want {
+		t.Errorf("content fields %s, recentSlot keeps %s", got, want)
 	}
 }
 
@@ -439,5 +447,61 @@ func TestRebuildKeepsNewerDecisions(t *testing.T) {
 	}
 	if d, err := e.ScoreFrom(ctx, tx("live_x", testNow), SourceHTTP); err != nil || !d.Replayed {
 		t.Fatalf("the id scored before the rebuild: %+v, %v (want a replay)", d, err)
+	}
+}
+
+// TestRetryTimeCompared: the same id is the same transaction when its
+// content without the time is the same and either scoring sent no time
+// (a retry without one is the same transaction), or both sent the same
+// one; two different times are two transactions (409 id_reused), and so
+// is other content. The first scoring is what a retry is compared with.
+func TestRetryTimeCompared(t *testing.T) {
+	e := newTestEngine(t)
+	e.now = func() time.Time { return testNow }
+	const (
+		t1       = `"time":"2026-11-22T11:59:00Z",`
+		t1Offset = `"time":"2026-11-22T13:59:00+02:00",` // the same instant
+		t2       = `"time":"2026-11-22T11:58:00Z",`
+	)
+	type req struct {
+		time   string // a "time" member, or "" for none
+		amount int
+		want   string // fresh, replay or reused
+	}
+	for i, tc := range []struct {
+		name string
+		reqs []req
+	}{
+		{"a time, then none", []req{{t1, 100, "fresh"}, {"", 100, "replay"}}},
+		{"none, then a time", []req{{"", 100, "fresh"}, {t1, 100, "replay"}}},
+		{"none twice", []req{{"", 100, "fresh"}, {"", 100, "replay"}}},
+		{"the same time", []req{{t1, 100, "fresh"}, {t1, 100, "replay"}}},
+		{"the same instant in another zone", []req{{t1, 100, "fresh"}, {t1Offset, 100, "replay"}}},
+		{"two times", []req{{t1, 100, "fresh"}, {t2, 100, "reused"}}},
+		{"a time, none, another time", []req{{t1, 100, "fresh"}, {"", 100, "replay"}, {t2, 100, "reused"}}},
+		{"none, then two times", []req{{"", 100, "fresh"}, {t1, 100, "replay"}, {t2, 100, "replay"}}},
+		{"another amount, no times", []req{{"", 100, "fresh"}, {"", 101, "reused"}}},
+		{"another amount, a time then none", []req{{t1, 100, "fresh"}, {"", 101, "reused"}}},
+		{"another amount, the same time", []req{{t1, 100, "fresh"}, {t1, 101, "reused"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprint("rt_", i)
+			for n, r := range tc.reqs {
+				ev := mustEvent(t, fmt.Sprintf(`{"id":%q,%s"amount":%d,"currency":"USD","card":{"token":"tok_rt"}}`, id, r.time, r.amount))
+				d, err := e.Score(context.Background(), ev, false)
+				got := "fresh"
+				switch {
+				case errors.Is(err, ErrIDReused):
+					got = "reused"
+				case err != nil:
+					t.Fatalf("scoring %d: %v", n+1, err)
+				case d.Replayed:
+					got = "replay"
+				}
+				if got != r.want {
+					t.Errorf("scoring %d (%s amount %d): %s, want %s", n+1, r.time, r.amount, got, r.want)
+				}
+			}
+		})
 	}
 }

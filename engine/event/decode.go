@@ -60,12 +60,16 @@ func decodeReference(data []byte) (*Event, error) {
 	}
 	// encoding/json matches keys case-insensitively and keeps the last of
 	// duplicate keys: the walk over the tokens refuses both.
-	if w := walkTokens(data); len(w.keys.Fields) > 0 {
+	w := walkTokens(data)
+	if len(w.keys.Fields) > 0 {
 		if len(w.pans.Fields) > 0 {
 			return nil, w.pans.escape() // a duplicate's value is scanned too
 		}
 		return nil, w.keys.escape()
 	}
+	// encoding/json leaves a field that is absent or null as it was: the
+	// walk tells them from a zero value.
+	ev.timeSent, ev.amountMissing = w.timeSent, !w.amountSent
 	return ev, nil
 }
 
@@ -213,6 +217,8 @@ type tokenWalk struct {
 	d    *json.Decoder
 	pans Error // values and keys holding a card number
 	keys Error // duplicate keys, and keys the schema does not have (exactly)
+	// The event's time and amount had a value other than null.
+	timeSent, amountSent bool
 }
 
 var timeType = reflect.TypeOf(time.Time{})
@@ -235,6 +241,13 @@ func (w *tokenWalk) value(path string, t reflect.Type) error {
 	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	switch {
+	case tok == nil: // null
+	case path == "time": // only a top-level key's path has no prefix
+		w.timeSent = true
+	case path == "amount":
+		w.amountSent = true
 	}
 	switch v := tok.(type) {
 	case json.Delim:

@@ -27,12 +27,22 @@ type Event struct {
 	Shipping   Location       `json:"shipping" expr:"shipping"`
 	Attributes map[string]any `json:"attributes,omitempty" expr:"attributes"`
 
+	// What the JSON held where a Go zero value cannot tell, set by the
+	// decoders. An event built in Go has its amount, and a zero Time is
+	// no time.
+	timeSent      bool // a time (not null), the zero time included
+	amountMissing bool // no amount, or null
+
 	timeDefaulted bool
 }
 
 // TimeDefaulted reports whether the event came without a time and Validate
 // gave it the receiver's clock.
 func (e *Event) TimeDefaulted() bool { return e.timeDefaulted }
+
+// timeAbsent reports whether the event has no time: none was sent (an
+// explicit time, even the zero time, is checked like any other).
+func (e *Event) timeAbsent() bool { return e.Time.IsZero() && !e.timeSent }
 
 // Card identifies the payment card by token, never by number.
 type Card struct {

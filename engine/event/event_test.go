@@ -53,6 +53,47 @@ func TestDecodeDefaultsTime(t *testing.T) {
 	}
 }
 
+// TestDecodePresence: a time or an amount that is absent or null is not
+// one of value zero. Only an absent time means the time of receipt; an
+// explicit zero amount is a real one (an authorization of 0).
+func TestDecodePresence(t *testing.T) {
+	for _, tc := range []struct {
+		name, in  string
+		defaulted bool // time of receipt
+		err       string
+	}{
+		{"zero amount", `{"id":"a","amount":0,"currency":"USD","card":{"token":"t"}}`, true, ""},
+		{"zero amount, reference decoder", `{"id":"a\u0062","amount":0,"currency":"USD","card":{"token":"t"}}`, true, ""},
+		{"no amount", `{"id":"a","currency":"USD","card":{"token":"t"}}`, true, "amount: required"},
+		{"null amount", `{"id":"a","amount":null,"currency":"USD","card":{"token":"t"}}`, true, "amount: required"},
+		{"no time", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"}}`, true, ""},
+		{"null time", `{"id":"a","time":null,"amount":1,"currency":"USD","card":{"token":"t"}}`, true, ""},
+		{"zero time", `{"id":"a","time":"0001-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, false, "time: before the year 2000"},
+		{"time", `{"id":"a","time":"2026-11-22T11:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, err := Decode([]byte(tc.in), now)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.TimeDefaulted() != tc.defaulted || ev.TimeDefaulted() != ev.Time.Equal(now) {
+				t.Errorf("time %v, defaulted %v, want defaulted %v", ev.Time, ev.TimeDefaulted(), tc.defaulted)
+			}
+		})
+	}
+	// An event built in Go has its amount, and a zero Time is no time.
+	ev := Event{ID: "a", Currency: "USD", Card: Card{Token: "t"}}
+	if err := ev.Validate(now); err != nil || !ev.TimeDefaulted() {
+		t.Errorf("event built in Go: %v, defaulted %v", err, ev.TimeDefaulted())
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
@@ -71,7 +112,13 @@ func TestDecodeErrors(t *testing.T) {
 		{"float amount", `{"id":"a","amount":10.5}`, false, []FieldError{{"amount", "expected an integer"}}},
 		{"bad time", `{"id":"a","time":"yesterday"}`, false, []FieldError{{"time", "RFC 3339"}}},
 		{"bad created", `{"id":"a","account":{"created":"2020-13-01"}}`, false, []FieldError{{"account.created", "RFC 3339"}}},
-		{"missing", `{}`, false, []FieldError{{"id", "required"}, {"currency", "required"}, {"card.token", "required"}}},
+		{"missing", `{}`, false, []FieldError{{"id", "required"}, {"amount", "required"}, {"currency", "required"}, {"card.token", "required"}}},
+		{"missing amount", `{"id":"tx_k6","currency":"USD","card":{"token":"t"}}`, false, []FieldError{{"amount", "required"}}},
+		{"null amount", `{"id":"a","amount":null,"currency":"USD","card":{"token":"t"}}`, false, []FieldError{{"amount", "required"}}},
+		{"missing amount, escaped id", `{"id":"a\u0062","currency":"USD","card":{"token":"t"}}`, false, []FieldError{{"amount", "required"}}},
+		{"zero time", `{"id":"a","time":"0001-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, false, []FieldError{{"time", "before the year 2000"}}},
+		{"zero time, escaped id", `{"id":"a\u0062","time":"0001-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, false, []FieldError{{"time", "before the year 2000"}}},
+		{"epoch", `{"id":"a","time":"1970-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, false, []FieldError{{"time", "before the year 2000"}}},
 		{"values", `{"id":"a b","amount":-5,"currency":"XYZ","channel":"fax","card":{"token":"t","bin":"12","country":"USA"},
 			"merchant":{"mcc":"54"},"device":{"ip":"300.1.1.1"},"billing":{"lat":1},"shipping":{"lat":100,"lon":0},
 			"account":{"email_hash":"bob@example.com"},"attributes":{"o":{"x":1}}}`, false, []FieldError{
@@ -148,6 +195,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"id":"a","card":{"token":"4111 1111 1111 1111"}}`))
 	f.Add([]byte(`{"id":"a","amount":1,"currency":"USD","account":{"id":"x"},"attributes":{"k":1.5e300}}`))
 	f.Add([]byte(`{"id":"a","merchant":{"x":1}}`))
+	f.Add([]byte(`{"id":"a","amount":null,"currency":"USD","card":{"token":"t"}}`))
+	f.Add([]byte(`{"id":"a","time":"0001-01-01T00:00:00Z","amount":0,"currency":"USD","card":{"token":"t"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev, err := Decode(data, now)
 		if err != nil {

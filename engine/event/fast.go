@@ -68,6 +68,9 @@ func decodeFast(data []byte) (ev *Event, ok bool) {
 		return nil, false
 	}
 	p.copyStrings()
+	// null (absent, for encoding/json) is left to the reference decoder.
+	ev.timeSent = seen&(1<<fieldTime) != 0
+	ev.amountMissing = seen&(1<<fieldAmount) == 0
 	return ev, true
 }
 

@@ -87,6 +87,13 @@ func TestDecodeFastMatchesReference(t *testing.T) {
 		{"empty attributes", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{}}`, true},
 		{"offset time", `{"id":"a","time":"2026-11-22T12:30:00+02:00","amount":1,"currency":"USD","card":{"token":"t"}}`, true},
 		{"minus zero", `{"id":"a","amount":-0,"currency":"USD","card":{"token":"t"}}`, true},
+		{"zero amount", `{"id":"a","amount":0,"currency":"USD","card":{"token":"t"}}`, true},
+		{"no amount", `{"id":"a","currency":"USD","card":{"token":"t"}}`, true},
+		{"null amount", `{"id":"a","amount":null,"currency":"USD","card":{"token":"t"}}`, false},
+		{"zero time", `{"id":"a","time":"0001-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, true},
+		{"null time", `{"id":"a","time":null,"amount":1,"currency":"USD","card":{"token":"t"}}`, false},
+		{"amount and time in attributes only", `{"id":"a","currency":"USD","card":{"token":"t"},"attributes":{"amount":1,"time":"x"}}`, true},
+		{"amount and time in attributes only, nested", `{"id":"a","currency":"USD","card":{"token":"t"},"attributes":{"amount":1,"time":{"x":1}}}`, false},
 		{"pan", `{"id":"a","amount":1,"currency":"USD","card":{"token":"4111 1111 1111 1111"}}`, true},
 		{"invalid values", `{"id":"a b","amount":-5,"currency":"XYZ","card":{"token":"t","bin":"12"}}`, true},
 		{"escape", `{"id":"a\u0062","amount":1,"currency":"USD","card":{"token":"t"}}`, false},
@@ -151,6 +158,10 @@ func FuzzDecodeFast(f *testing.F) {
 	f.Add([]byte(`{"id":"a","time":"2026-11-22T12:30:00+02:00","amount":1,"currency":"usd","account":{"id":"x","created":"2025-01-01T00:00:00Z"}}`))
 	f.Add([]byte(`{"id":"a","amount":1,"currency":"USD","card":{"token":"4111 1111 1111 1111"},"billing":{"lat":1,"lon":2}}`))
 	f.Add([]byte(`{"id":"a","merchant":{"x":1}}`))
+	f.Add([]byte(`{"id":"a","currency":"USD","card":{"token":"t"}}`))
+	f.Add([]byte(`{"id":"a","amount":null,"currency":"USD","card":{"token":"t"}}`))
+	f.Add([]byte(`{"id":"a","time":"0001-01-01T00:00:00Z","amount":0,"currency":"USD","card":{"token":"t"}}`))
+	f.Add([]byte(`{"id":"a","time":null,"amount":1,"currency":"USD","card":{"token":"t"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkSame(t, data)
 	})

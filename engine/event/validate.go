@@ -23,7 +23,10 @@ const (
 // Validate checks and normalizes an event: it upper-cases country and
 // currency codes, fills Time with now when the event has none, and reports
 // every problem at once. When now is the zero time (offline replay) the time
-// is required and not compared with a clock.
+// is required and not compared with a clock. A decoded event has no time
+// when its JSON had none (or null): an explicit zero time is too old, like
+// any time before 2000. A decoded event without an amount (or with null) is
+// refused; an explicit 0 is valid.
 func (e *Event) Validate(now time.Time) error {
 	var errs Error
 	e.normalize()
@@ -41,9 +44,9 @@ func (e *Event) Validate(now time.Time) error {
 		errs.add("id", "must be printable ASCII without spaces")
 	}
 	switch {
-	case e.Time.IsZero() && now.IsZero():
+	case e.timeAbsent() && now.IsZero():
 		errs.add("time", "required")
-	case e.Time.IsZero():
+	case e.timeAbsent():
 		e.Time, e.timeDefaulted = now.UTC(), true
 	case !now.IsZero() && e.Time.After(now.Add(MaxFutureSkew)):
 		errs.add("time", fmt.Sprintf("more than %s in the future", MaxFutureSkew))
@@ -55,9 +58,12 @@ func (e *Event) Validate(now time.Time) error {
 		errs.add("amount", panReason)
 		return errs.escape()
 	}
-	if e.Amount < 0 {
+	switch {
+	case e.amountMissing: // 0 is a valid amount: only its absence tells
+		errs.add("amount", "required (an integer in the currency's minor unit)")
+	case e.Amount < 0:
 		errs.add("amount", "must not be negative")
-	} else if e.Amount > MaxAmount {
+	case e.Amount > MaxAmount:
 		errs.add("amount", "too large")
 	}
 	if e.Currency == "" {

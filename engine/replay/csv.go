@@ -139,6 +139,10 @@ func ReadCSV(r io.Reader, m Mapping) (*Dataset, error) {
 	if _, ok := seen["time"]; !ok {
 		return nil, errors.New("csv: no column gives time")
 	}
+	_, minor := seen["amount"]
+	if _, major := seen["amount.major"]; !minor && !major {
+		return nil, errors.New("csv: no column gives amount (or amount.major)")
+	}
 	rows, err := readRows(cr, "csv")
 	if err != nil {
 		return nil, err

@@ -103,6 +103,8 @@ func TestReadCSV(t *testing.T) {
 		{name: "unmapped column", in: "id,time,amount,currency,WHAT\n", err: `csv column "WHAT": not an event field`},
 		{name: "FDH layout", in: "TRANSACTION_ID,TX_UNIX,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD,TX_FRAUD_SCENARIO\n", err: "use --format fdh"},
 		{name: "no time column", in: "id,amount,currency\n", err: "no column gives time"},
+		{name: "no amount column", in: "id,time,currency,card.token\na,1767225600,EUR,c\n", err: "no column gives amount (or amount.major)"},
+		{name: "empty amount", in: "id,time,amount,currency,card.token\na,1767225600,,EUR,c\n", err: "csv line 2: invalid event: amount: required"},
 		{name: "two columns for one field", m: Mapping{Columns: map[string]string{"A": "id"}}, in: "id,A,time\n", err: `both give id`},
 		{name: "decimal amount", in: "id,time,amount,currency,card.token\na,1767225600,1.5,EUR,c\n", err: "csv line 2: amount"},
 		{name: "bad time", in: "id,time,amount,currency,card.token\na,yesterday,1,EUR,c\n", err: "csv line 2: time"},

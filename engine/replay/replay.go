@@ -260,7 +260,8 @@ type labelFeed struct {
 // scoreOnce drops from order (event-time order) every transaction whose id
 // was scored before, as live scoring does (README, Idempotency): the same
 // id with the same content — time, amount, currency, card, account and
-// merchant, what the engine's content digest covers — gets the first
+// merchant, what the engine compares (every replayed event has its time,
+// so times are always compared) — gets the first
 // decision back and is counted in no window again; with different content
 // it is refused (409 id_reused). Neither is a new transaction. An empty id
 // (a Dataset built in Go; decoded events always have one) is never
@@ -288,7 +289,8 @@ func scoreOnce(ds *Dataset, order []int) ([]int, Skipped) {
 }
 
 // sameContent reports whether two events with the same id are a retry of
-// one transaction: the fields the engine's content digest covers.
+// one transaction: the fields the engine compares, times included (both
+// events have one).
 func sameContent(a, b *event.Event) bool {
 	return a.Time.Equal(b.Time) && a.Amount == b.Amount && a.Currency == b.Currency &&
 		a.Card.Token == b.Card.Token && a.Account.ID == b.Account.ID && a.Merchant.ID == b.Merchant.ID
