@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,9 +133,34 @@ func (a *API) Handler() http.Handler {
 			writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", r.URL.Path+" takes "+allow, nil)
 			return
 		}
-		writeError(w, r, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+loggedPath(r), nil)
+		writeError(w, r, http.StatusNotFound, "not_found", "no such endpoint: "+loggedMethod(r)+" "+loggedPath(r), nil)
 	}))
-	return mux
+	// http.ServeMux redirects a path that is not clean to its cleaned form,
+	// repeating the path (a card number maybe) in the Location header and
+	// the body, before any handler of its runs: such paths are refused
+	// here instead, as an unknown endpoint, never echoed.
+	unclean := a.wrap("unknown", "", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, "not_found",
+			"no such endpoint: paths are served as they are written, without redirects: start with /, no empty, . or .. segment", nil)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !cleanPath(r.URL.EscapedPath()) {
+			unclean.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath reports whether p, a request's escaped path, is one that
+// http.ServeMux serves without redirecting to its cleaned form: it starts
+// with /, and path.Clean changes it at most by its trailing slash.
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	return c == p || c != "/" && c+"/" == p
 }
 
 // anyScope marks endpoints open to every valid key.
@@ -190,7 +216,7 @@ func (a *API) wrap(name string, scope Scope, h http.HandlerFunc) http.Handler {
 		a.engine.metrics.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 		if a.log.Enabled(r.Context(), slog.LevelDebug) {
 			a.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
-				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", loggedPath(r)),
+				slog.String("request_id", id), slog.String("method", loggedMethod(r)), slog.String("path", loggedPath(r)),
 				slog.Int("status", sw.code), slog.String("key", keyID), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
 		}
 	})
@@ -385,6 +411,18 @@ func loggedPath(r *http.Request) string {
 		return "(a path holding what looks like a card number)"
 	}
 	return r.URL.Path
+}
+
+// loggedMethod is the request's method for logs and error messages: a
+// method HTTP defines as it is, any other withheld (it is arbitrary text
+// from the client, a card number maybe).
+func loggedMethod(r *http.Request) string {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return r.Method
+	}
+	return "(another method)"
 }
 
 func newRequestID() string {

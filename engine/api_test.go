@@ -420,6 +420,68 @@ func TestScoreErrors(t *testing.T) {
 	}
 }
 
+// TestRequestLineNeverEchoed: a card number in the method or the path is
+// neither echoed (body, headers: no redirect to a cleaned path) nor
+// logged; paths that are not clean are refused, clean ones still routed.
+func TestRequestLineNeverEchoed(t *testing.T) {
+	var logged strings.Builder
+	api, err := NewAPI(newTestEngine(t), testKeyring(t), slog.New(slog.NewJSONHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := api.Handler()
+	for _, tc := range []struct {
+		method, target string
+		key            string
+		status         int
+		message        string // a substring of the answer
+		loggedMethod   string
+	}{
+		{"4111111111111111", "/nope", scoreKey, 404, "no such endpoint: (another method) /nope", "(another method)"},
+		{"4111111111111111", "/nope", "", 404, "no such endpoint: (another method) /nope", "(another method)"},
+		{"4111111111111111", "/v1/score", scoreKey, 405, "/v1/score takes POST", "(another method)"},
+		{"PROPFIND", "/nope", "", 404, "(another method) /nope", "(another method)"},
+		{"DELETE", "/nope", "", 404, "no such endpoint: DELETE /nope", "DELETE"},
+		// http.ServeMux would redirect these to /4111111111111111 (307, in Location and the body)
+		{"GET", "/x/../4111111111111111", "", 404, "no empty, . or .. segment", "GET"},
+		{"GET", "//4111111111111111", "", 404, "no empty, . or .. segment", "GET"},
+		{"GET", "/./4111111111111111", "", 404, "no empty, . or .. segment", "GET"},
+		{"GET", "/4111111111111111/", "", 404, "withheld", "GET"},
+		{"GET", "/x/%2e%2e/4111111111111111", "", 404, "withheld", "GET"}, // not cleaned by the mux: the path is withheld
+		{"POST", "/x/../v1/score", scoreKey, 404, "no empty, . or .. segment", "POST"},
+		{"GET", "//healthz", "", 404, "no empty, . or .. segment", "GET"},
+		{"GET", "/healthz/..", "", 404, "no empty, . or .. segment", "GET"},
+		// clean paths are routed as before
+		{"GET", "/healthz", "", 200, `"ok"`, "GET"},
+		{"GET", "/readyz", "", 200, `"ready"`, "GET"},
+		{"GET", "/v1/rules?x=/../", rulesKey, 200, `"rules"`, "GET"},
+		{"GET", "/v1/openapi.json", scoreKey, 200, `"openapi"`, "GET"},
+		{"GET", "/metrics", metricsKey, 200, "vigil_", "GET"},
+		{"POST", "/v1/score", scoreKey, 400, "invalid_event", "POST"},
+		{"POST", "/-/reload", adminKey, 501, "not_supported", "POST"},
+		{"GET", "/4111111111111111", "", 404, "withheld", "GET"},
+	} {
+		logged.Reset()
+		req := httptest.NewRequest(tc.method, tc.target, nil)
+		req.Header.Set("X-Request-Id", "req-1")
+		if tc.key != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.key)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		answer := fmt.Sprint(rec.Header()) + rec.Body.String()
+		if rec.Code != tc.status || !strings.Contains(strings.ReplaceAll(answer, "(a path holding what looks like a card number)", "withheld"), tc.message) {
+			t.Errorf("%s %s: %d %s; want %d with %q", tc.method, tc.target, rec.Code, answer, tc.status, tc.message)
+		}
+		if strings.Contains(answer, "4111") || strings.Contains(logged.String(), "4111") {
+			t.Errorf("%s %s: the card number is repeated:\n%s\nlog: %s", tc.method, tc.target, answer, logged.String())
+		}
+		if rec.Header().Get("X-Request-Id") != "req-1" || !strings.Contains(logged.String(), `"method":"`+tc.loggedMethod+`"`) {
+			t.Errorf("%s %s: request id %q, log %s", tc.method, tc.target, rec.Header().Get("X-Request-Id"), logged.String())
+		}
+	}
+}
+
 // TestScoreBodyCutShort: a body that ends before its Content-Length is a
 // 400 about the body, not a 413.
 func TestScoreBodyCutShort(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"reflect"
@@ -80,7 +81,7 @@ func ParseKeyring(name string, data []byte) (*Keyring, error) {
 	}
 	d := yaml.NewDecoder(bytes.NewReader(data))
 	d.KnownFields(true)
-	if err := d.Decode(&f); err != nil {
+	if err := d.Decode(&f); err != nil && !errors.Is(err, io.EOF) { // io.EOF: no document (empty, or comments only): no keys, said below
 		return nil, fmt.Errorf("api keys %s: %w", name, err)
 	}
 	kr := &Keyring{}

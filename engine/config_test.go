@@ -117,6 +117,11 @@ func TestKeyringErrors(t *testing.T) {
 	dupKey := "keys:\n  - id: a\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [score]\n  - id: a\n    scopes: []\n"
 	for _, tc := range []struct{ yaml, want string }{
 		{"keys: []\n", "no keys"},
+		{"", "api keys k: no keys"}, // an empty file
+		{"# the keys of the payments team\n\n", "api keys k: no keys"},
+		{"  \n\n", "api keys k: no keys"},
+		{"---\n", "api keys k: no keys"},
+		{"keys:\n", "api keys k: no keys"},
 		{"keys:\n  - id: a\n    sha256: abc\n    scopes: [score]\n", "64 hex digits"},
 		{"keys:\n  - id: a\n    secret: abc\n", "line 3:5: keys[0].secret: unknown key"},
 		{"keys:\n  - id: a\n    sha256: " + strings.Repeat("ab", 32) + "\n    scope: [score]\n", "line 4:5: keys[0].scope: unknown key (did you mean scopes?)"},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -84,41 +85,43 @@ const maxLabelProblems = 20
 const panReason = "looks like a card number; send the transaction's id, never a card number"
 
 // DecodeLabels decodes and validates a labels request strictly (unknown
-// fields are refused), filling default times with now. The JSON's shape
-// is checked first (the first problem stops decoding); then every problem
-// of the values is reported at once. Errors are *LabelsError.
+// fields, keys in another case and keys given twice are refused), filling
+// default times with now. The JSON's shape is checked first (the first
+// problem stops decoding); then every problem of the values is reported at
+// once. A card number anywhere (a key, an unknown field, an overwritten
+// value, \u-escaped digits) is refused and never repeated; no error repeats
+// a key of the body either. Errors are *LabelsError.
 func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
 	var req labelsBody
-	if err := d.Decode(&req); err != nil {
-		if event.ContainsPAN(string(data)) { // anywhere, a key included: never echoed
-			return nil, &LabelsError{PAN: true, Fields: []event.FieldError{{Reason: "the body holds what looks like a card number; send transaction ids, never card numbers"}}}
-		}
+	err := d.Decode(&req)
+	trailing := err == nil && len(bytes.TrimSpace(data[d.InputOffset():])) > 0 // d.More() takes a stray ] or } for the end
+	w := walkLabels(data)
+	switch {
+	case (err != nil || trailing) && (len(w.pans.fields) > 0 || event.ContainsPAN(string(data))):
+		// anywhere, a key included (the raw scan covers what follows malformed JSON)
+		return nil, &LabelsError{PAN: true, Fields: []event.FieldError{{Reason: "the body holds what looks like a card number; send transaction ids, never card numbers"}}}
+	case err != nil:
 		return nil, labelsShapeError(data, err)
-	}
-	if len(bytes.TrimSpace(data[d.InputOffset():])) > 0 { // d.More() takes a stray ] or } for the end
+	case trailing:
 		return nil, oneProblem("", "data after the JSON object")
-	}
-	if len(req.Labels) == 0 {
+	case len(w.keys.fields) > 0 && len(w.pans.fields) > 0: // a duplicate key's overwritten value is scanned too
+		return nil, &LabelsError{PAN: true, Fields: w.pans.list()}
+	case len(w.keys.fields) > 0: // a problem of the shape: the first one
+		return nil, &LabelsError{Fields: w.keys.fields[:1]}
+	case len(req.Labels) == 0:
 		return nil, oneProblem("labels", "empty: send at least one label")
-	}
-	if len(req.Labels) > MaxLabelsPerRequest {
+	case len(req.Labels) > MaxLabelsPerRequest:
 		return nil, oneProblem("labels", fmt.Sprintf("more than %d labels in one request", MaxLabelsPerRequest))
 	}
 	e := &LabelsError{}
-	more := 0
+	var ps problems
 	labels := make([]Label, len(req.Labels))
 	for i, in := range req.Labels {
 		l := &labels[i]
 		*l = Label{EventID: in.EventID, Label: in.Label, Source: in.Source}
-		at := func(field, reason string) {
-			if len(e.Fields) == maxLabelProblems {
-				more++
-				return
-			}
-			e.Fields = append(e.Fields, event.FieldError{Path: fmt.Sprintf("labels[%d].%s", i, field), Reason: reason})
-		}
+		at := func(field, reason string) { ps.add(fmt.Sprintf("labels[%d].%s", i, field), reason) }
 		switch {
 		case l.EventID == "":
 			at("event_id", "required")
@@ -154,18 +157,161 @@ func DecodeLabels(data []byte, now time.Time) ([]Label, error) {
 			at("source", "must be printable, at most 128 bytes")
 		}
 	}
-	if more > 0 {
-		e.Fields = append(e.Fields, event.FieldError{Reason: fmt.Sprintf("and %d more problems", more)})
+	if len(w.pans.fields) > 0 && !e.PAN { // where the checks above do not look: a time's fraction of a second
+		return nil, &LabelsError{PAN: true, Fields: w.pans.list()}
 	}
-	if len(e.Fields) > 0 {
+	if e.Fields = ps.list(); len(e.Fields) > 0 {
 		return nil, e
 	}
 	return labels, nil
 }
 
+// problems collects the problems of a request: the first maxLabelProblems,
+// and a count of the rest.
+type problems struct {
+	fields []event.FieldError
+	more   int
+}
+
+func (p *problems) add(path, reason string) {
+	if len(p.fields) == maxLabelProblems {
+		p.more++
+		return
+	}
+	p.fields = append(p.fields, event.FieldError{Path: path, Reason: reason})
+}
+
+// list is the problems, with a final one counting those left out.
+func (p *problems) list() []event.FieldError {
+	if p.more > 0 {
+		return append(p.fields, event.FieldError{Reason: fmt.Sprintf("and %d more problems", p.more)})
+	}
+	return p.fields
+}
+
+// labelsWalk reads a labels body token by token, for what decoding it
+// does not tell: encoding/json matches keys in any case and keeps the last
+// of duplicate keys, and its errors quote the keys as decoded. Every key
+// and value (unknown fields, overwritten values and what follows the body
+// included, as far as the JSON is well formed) is scanned for card numbers
+// once decoded, so that \u-escaped digits count. Paths name a label by its
+// index and a field by the schema's name: a key of the body is never
+// repeated. The walk follows the schema of labelsBody.
+type labelsWalk struct {
+	d    *json.Decoder
+	pans problems // where a card number is (a key's: the object holding it)
+	keys problems // keys in another case, keys given twice
+}
+
+// maxWalkDepth bounds the nesting the walk follows, as encoding/json's
+// decoding does (deeper JSON is refused as malformed).
+const maxWalkDepth = 10000
+
+var errTooDeep = errors.New("nested too deep")
+
+func walkLabels(data []byte) *labelsWalk {
+	w := &labelsWalk{d: json.NewDecoder(bytes.NewReader(data))}
+	w.d.UseNumber()
+	for w.value("", reflect.TypeFor[labelsBody](), 0) == nil { // the body, then whatever follows it
+	}
+	return w
+}
+
+// value walks one value at path; t is its type in the schema (nil where
+// the schema has nothing: an unknown field's value).
+func (w *labelsWalk) value(path string, t reflect.Type, depth int) error {
+	if depth > maxWalkDepth {
+		return errTooDeep
+	}
+	tok, err := w.d.Token()
+	if err != nil {
+		return err
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch v := tok.(type) {
+	case json.Delim:
+		if v == '[' {
+			var elem reflect.Type
+			if t != nil && t.Kind() == reflect.Slice {
+				elem = t.Elem()
+			}
+			for i := 0; w.d.More(); i++ {
+				if err := w.value(fmt.Sprintf("%s[%d]", path, i), elem, depth+1); err != nil {
+					return err
+				}
+			}
+			_, err := w.d.Token()
+			return err
+		}
+		seen := map[string]bool{}
+		for w.d.More() {
+			kt, err := w.d.Token()
+			if err != nil {
+				return err
+			}
+			k, _ := kt.(string)
+			name, ft := schemaField(t, k)
+			p := path
+			if name != "" {
+				p = strings.TrimPrefix(path+"."+name, ".")
+			}
+			switch {
+			case event.ContainsPAN(k):
+				w.pans.add(path, "a key looks like a card number")
+			case name != "" && name != k:
+				w.keys.add(p, "key written in another case: keys are lower case")
+			case name != "" && seen[k]:
+				w.keys.add(p, "duplicate key")
+			}
+			seen[k] = true
+			if err := w.value(p, ft, depth+1); err != nil {
+				return err
+			}
+		}
+		_, err := w.d.Token()
+		return err
+	case string:
+		if event.ContainsPAN(v) {
+			w.pans.add(path, panReason)
+		}
+	case json.Number:
+		if event.ContainsPAN(string(v)) {
+			w.pans.add(path, panReason)
+		}
+	}
+	return nil
+}
+
+// schemaField is the field of struct type t that encoding/json decodes key
+// into (its exact name, else one equal under Unicode case folding), as the
+// schema names it, and its type; "" when there is none.
+func schemaField(t reflect.Type, key string) (string, reflect.Type) {
+	if t == nil || t.Kind() != reflect.Struct || t == reflect.TypeFor[time.Time]() {
+		return "", nil
+	}
+	folded := -1
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		switch {
+		case name == key:
+			return name, t.Field(i).Type
+		case folded < 0 && strings.EqualFold(name, key):
+			folded = i
+		}
+	}
+	if folded < 0 {
+		return "", nil
+	}
+	f := t.Field(folded)
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	return name, f.Type
+}
+
 // labelsShapeError words a JSON decoding error for the author of the
-// request: paths, JSON kinds, no Go types. A value in error is never
-// repeated (it may be a card number). A problem inside a label is named by
+// request: paths, JSON kinds, no Go types. Neither a value in error nor an
+// unknown key is repeated (it may be a card number, \u-escaped). A problem inside a label is named by
 // its index, as the value problems are (labels[2].label): encoding/json
 // names the field only, so the labels are decoded again one by one to find
 // it.
@@ -213,8 +359,10 @@ func shapeProblem(path string, err error) *LabelsError {
 		return oneProblem("", `empty body: expected {"labels": [...]}`)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return oneProblem("", "truncated JSON")
+	case strings.HasPrefix(err.Error(), "json: unknown field ") && path == "":
+		return oneProblem("", `unknown field: the body has "labels" only`) // the key is not repeated
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return oneProblem(path, "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return oneProblem(path, "unknown field: a label has event_id, label, labelled_at and source only")
 	}
 	var pe *time.ParseError
 	if errors.As(err, &pe) {

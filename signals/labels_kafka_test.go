@@ -1,8 +1,12 @@
 package signals
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,4 +73,54 @@ func TestConsumeLabelsFromKafka(t *testing.T) {
 		t.Errorf("invalid messages %v", n)
 	}
 
+}
+
+// fakeLabelReader hands out its messages, then io.EOF (a closed reader).
+type fakeLabelReader struct{ msgs []kafka.Message }
+
+func (r *fakeLabelReader) FetchMessage(context.Context) (kafka.Message, error) {
+	if len(r.msgs) == 0 {
+		return kafka.Message{}, io.EOF
+	}
+	m := r.msgs[0]
+	r.msgs = r.msgs[1:]
+	return m, nil
+}
+
+func (r *fakeLabelReader) CommitMessages(context.Context, ...kafka.Message) error { return nil }
+
+// An invalid message on the labels topic is logged with the decoder's
+// error, which never repeats a card number, \u-escaped ones included
+// (no broker or ClickHouse needed: invalid messages are not stored).
+func TestConsumeLabelsLogsNoCardNumber(t *testing.T) {
+	bodies := []string{
+		`{"labels":[{"event_id":"tx_1","label":"chargeback","\u0034111111111111111":1}]}`,
+		`{"\u0034111111111111111":1}`,
+		`{"labels":[{"event_id":"4111111111111111","event_id":"tx_1","label":"chargeback"}]}`,
+		`{"labels":[{"event_id":"tx_1","label":"chargeback","4111111111111111":1}]}`,
+	}
+	var msgs []kafka.Message
+	for i, b := range bodies {
+		msgs = append(msgs, kafka.Message{Topic: "labels", Offset: int64(i), Value: []byte(b)})
+	}
+	cfg := testConfig(t)
+	cfg.Addr = "127.0.0.1:1" // nothing listens: an accepted message would never be stored
+	var logged bytes.Buffer  // the writer is not run: it logs from this goroutine only
+	w, err := NewWriter(cfg, slog.New(slog.NewJSONHandler(&logged, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.ConsumeLabels(ctx, &fakeLabelReader{msgs: msgs}); err != nil {
+		t.Fatal(err)
+	}
+	out := logged.String()
+	if n := testutil.ToFloat64(w.m.labelsInvalid); n != float64(len(bodies)) || strings.Count(out, "invalid message skipped") != len(bodies) {
+		t.Errorf("invalid messages %v, want %d; log:\n%s", n, len(bodies), out)
+	}
+	if strings.Contains(out, "4111") || !strings.Contains(out, "looks like a card number") {
+		t.Errorf("the log repeats the card number, or does not say why:\n%s", out)
+	}
 }

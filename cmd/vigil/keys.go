@@ -10,10 +10,21 @@ import (
 	"github.com/vigil-fraud/vigil/engine"
 )
 
+const keysUsage = "usage: vigil keys generate --id ID --scopes score[,rules:read,labels,metrics,admin]\n"
+
 func cmdKeys(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "generate" {
-		fmt.Fprintln(stderr, "usage: vigil keys generate --id ID --scopes score[,rules:read,labels,metrics,admin]")
-		return 2
+	if len(args) == 0 {
+		fmt.Fprint(stderr, keysUsage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "generate":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, keysUsage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "vigil keys: unknown command %q\n%s", args[0], keysUsage)
+		return exitUsage
 	}
 	fs := flag.NewFlagSet("keys generate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -21,6 +32,10 @@ func cmdKeys(args []string, stdout, stderr io.Writer) int {
 	scopes := fs.String("scopes", "score", "comma-separated scopes: score, rules:read, labels, metrics, admin")
 	if err := fs.Parse(args[1:]); err != nil {
 		return flagExit(err)
+	}
+	if fs.NArg() > 0 { // flags after it would be ignored too
+		fmt.Fprintf(stderr, "vigil keys generate: unexpected argument %q (options are flags: --id ID --scopes LIST)\n", fs.Arg(0))
+		return exitUsage
 	}
 	if *id == "" {
 		fmt.Fprintln(stderr, "vigil keys generate: --id is required")

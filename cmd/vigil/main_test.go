@@ -234,6 +234,36 @@ func TestKeysGenerate(t *testing.T) {
 	}
 }
 
+// TestKeysArguments: vigil keys refuses what it does not take, with a
+// usage error (exit 2) that names it, and prints no key then.
+func TestKeysArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string // in stderr, or in stdout for exit 0
+	}{
+		{[]string{"keys", "generate", "--id", "a", "--scopes", "score", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"keys", "generate", "extra", "--id", "a"}, 2, `unexpected argument "extra"`},
+		{[]string{"keys", "generate", "--id", "a", "--", "--scopes"}, 2, `unexpected argument "--scopes"`},
+		{[]string{"keys", "generate"}, 2, "--id is required"},
+		{[]string{"keys"}, 2, "usage: vigil keys generate"},
+		{[]string{"keys", "list"}, 2, `unknown command "list"`},
+		{[]string{"keys", "--id", "a"}, 2, `unknown command "--id"`},
+		{[]string{"keys", "-h"}, 0, "usage: vigil keys generate"},
+		{[]string{"keys", "generate", "--id", "a"}, 0, "- id: a\n"},
+	} {
+		var out, errb bytes.Buffer
+		code := dispatch(tc.args, &out, &errb)
+		got := errb.String()
+		if tc.code == 0 {
+			got = out.String()
+		}
+		if code != tc.code || !strings.Contains(got, tc.want) || tc.code != 0 && out.Len() > 0 {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit %d with %q", tc.args, code, out.String(), errb.String(), tc.code, tc.want)
+		}
+	}
+}
+
 // TestHelpExitsZero: -h on any command prints its usage and exits 0 (it
 // was asked for); a bad flag exits 2.
 func TestHelpExitsZero(t *testing.T) {
