@@ -196,82 +196,41 @@ func (p *problems) list() []event.FieldError {
 // included, as far as the JSON is well formed) is scanned for card numbers
 // once decoded, so that \u-escaped digits count. Paths name a label by its
 // index and a field by the schema's name: a key of the body is never
-// repeated. The walk follows the schema of labelsBody.
+// repeated. The walk (event.WalkJSON) follows the schema of labelsBody.
 type labelsWalk struct {
-	d    *json.Decoder
 	pans problems // where a card number is (a key's: the object holding it)
 	keys problems // keys in another case, keys given twice
 }
 
-// maxWalkDepth bounds the nesting the walk follows, as encoding/json's
-// decoding does (deeper JSON is refused as malformed).
-const maxWalkDepth = 10000
-
-var errTooDeep = errors.New("nested too deep")
-
 func walkLabels(data []byte) *labelsWalk {
-	w := &labelsWalk{d: json.NewDecoder(bytes.NewReader(data))}
-	w.d.UseNumber()
-	for w.value("", reflect.TypeFor[labelsBody](), 0) == nil { // the body, then whatever follows it
-	}
+	w := &labelsWalk{}
+	event.WalkJSON(data, reflect.TypeFor[labelsBody](), w)
 	return w
 }
 
-// value walks one value at path; t is its type in the schema (nil where
-// the schema has nothing: an unknown field's value).
-func (w *labelsWalk) value(path string, t reflect.Type, depth int) error {
-	if depth > maxWalkDepth {
-		return errTooDeep
+// Key names a key's value by the schema's name for it (the object's path
+// when it has none), and notes a key that holds a card number, is written
+// in another case or given twice (event.JSONVisitor).
+func (w *labelsWalk) Key(path string, t reflect.Type, k string, again bool) (string, reflect.Type) {
+	name, ft := schemaField(t, k)
+	p := path
+	if name != "" {
+		p = strings.TrimPrefix(path+"."+name, ".")
 	}
-	tok, err := w.d.Token()
-	if err != nil {
-		return err
+	switch {
+	case event.ContainsPAN(k):
+		w.pans.add(path, "a key looks like a card number")
+	case name != "" && name != k:
+		w.keys.add(p, "key written in another case: keys are lower case")
+	case name != "" && again:
+		w.keys.add(p, "duplicate key")
 	}
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch v := tok.(type) {
-	case json.Delim:
-		if v == '[' {
-			var elem reflect.Type
-			if t != nil && t.Kind() == reflect.Slice {
-				elem = t.Elem()
-			}
-			for i := 0; w.d.More(); i++ {
-				if err := w.value(fmt.Sprintf("%s[%d]", path, i), elem, depth+1); err != nil {
-					return err
-				}
-			}
-			_, err := w.d.Token()
-			return err
-		}
-		seen := map[string]bool{}
-		for w.d.More() {
-			kt, err := w.d.Token()
-			if err != nil {
-				return err
-			}
-			k, _ := kt.(string)
-			name, ft := schemaField(t, k)
-			p := path
-			if name != "" {
-				p = strings.TrimPrefix(path+"."+name, ".")
-			}
-			switch {
-			case event.ContainsPAN(k):
-				w.pans.add(path, "a key looks like a card number")
-			case name != "" && name != k:
-				w.keys.add(p, "key written in another case: keys are lower case")
-			case name != "" && seen[k]:
-				w.keys.add(p, "duplicate key")
-			}
-			seen[k] = true
-			if err := w.value(p, ft, depth+1); err != nil {
-				return err
-			}
-		}
-		_, err := w.d.Token()
-		return err
+	return p, ft
+}
+
+// Value notes a value holding a card number (event.JSONVisitor).
+func (w *labelsWalk) Value(path string, v any) {
+	switch v := v.(type) {
 	case string:
 		if event.ContainsPAN(v) {
 			w.pans.add(path, panReason)
@@ -281,7 +240,6 @@ func (w *labelsWalk) value(path string, t reflect.Type, depth int) error {
 			w.pans.add(path, panReason)
 		}
 	}
-	return nil
 }
 
 // schemaField is the field of struct type t that encoding/json decodes key

@@ -210,11 +210,10 @@ func rawPANs(data []byte) *Error {
 	return nil
 }
 
-// tokenWalk reads an encoded event token by token: every key and value,
+// tokenWalk reads an encoded event (WalkJSON): every key and value,
 // duplicates and values after the event included, as far as the JSON is
 // well formed.
 type tokenWalk struct {
-	d    *json.Decoder
 	pans Error // values and keys holding a card number
 	keys Error // duplicate keys, and keys the schema does not have (exactly)
 	// The event's time and amount had a value other than null.
@@ -224,74 +223,42 @@ type tokenWalk struct {
 var timeType = reflect.TypeOf(time.Time{})
 
 func walkTokens(data []byte) *tokenWalk {
-	w := &tokenWalk{d: json.NewDecoder(bytes.NewReader(data))}
-	w.d.UseNumber()
+	w := &tokenWalk{}
 	w.pans.PAN = true
-	for w.value("", reflect.TypeOf(Event{})) == nil {
-	}
+	WalkJSON(data, reflect.TypeOf(Event{}), w)
 	return w
 }
 
-// value walks one value at path; t is its type in the schema (nil where
-// any value goes: attributes).
-func (w *tokenWalk) value(path string, t reflect.Type) error {
-	tok, err := w.d.Token()
-	if err != nil {
-		return err
+// Key names a key's value by the key (made safe), and notes a key that
+// holds a card number, is given twice or is not the schema's (JSONVisitor).
+func (w *tokenWalk) Key(path string, t reflect.Type, k string, again bool) (string, reflect.Type) {
+	p := safeKey(k)
+	if path != "" {
+		p = path + "." + p
 	}
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	if ContainsPAN(k) {
+		w.pans.add(p, panReason)
 	}
-	switch {
-	case tok == nil: // null
-	case path == "time": // only a top-level key's path has no prefix
-		w.timeSent = true
-	case path == "amount":
-		w.amountSent = true
+	if again {
+		w.keys.add(p, "duplicate key")
 	}
-	switch v := tok.(type) {
-	case json.Delim:
-		if v == '[' {
-			for i := 0; w.d.More(); i++ {
-				if err := w.value(fmt.Sprintf("%s[%d]", path, i), nil); err != nil {
-					return err
-				}
-			}
-			_, err := w.d.Token()
-			return err
+	var ft reflect.Type
+	if t != nil && t.Kind() == reflect.Struct && t != timeType {
+		if f, ok := fieldByJSONName(t, k); ok {
+			ft = f.Type
+		} else {
+			w.keys.add(p, "unknown field")
 		}
-		seen := map[string]bool{}
-		for w.d.More() {
-			kt, err := w.d.Token()
-			if err != nil {
-				return err
-			}
-			k, _ := kt.(string)
-			p := safeKey(k)
-			if path != "" {
-				p = path + "." + p
-			}
-			if ContainsPAN(k) {
-				w.pans.add(p, panReason)
-			}
-			if seen[k] {
-				w.keys.add(p, "duplicate key")
-			}
-			seen[k] = true
-			var ft reflect.Type
-			if t != nil && t.Kind() == reflect.Struct && t != timeType {
-				if f, ok := fieldByJSONName(t, k); ok {
-					ft = f.Type
-				} else {
-					w.keys.add(p, "unknown field")
-				}
-			}
-			if err := w.value(p, ft); err != nil {
-				return err
-			}
-		}
-		_, err := w.d.Token()
-		return err
+	}
+	return p, ft
+}
+
+// Value notes a value holding a card number, and whether the time and the
+// amount were sent (JSONVisitor).
+func (w *tokenWalk) Value(path string, v any) {
+	switch v := v.(type) {
+	case nil: // null: not sent
+		return
 	case string:
 		if ContainsPAN(v) {
 			w.pans.add(path, panReason)
@@ -301,7 +268,12 @@ func (w *tokenWalk) value(path string, t reflect.Type) error {
 			w.pans.add(path, panReason)
 		}
 	}
-	return nil
+	switch path { // only a top-level key's path has no prefix
+	case "time":
+		w.timeSent = true
+	case "amount":
+		w.amountSent = true
+	}
 }
 
 // safeKey is an object key as an error path shows it: a key that holds a
