@@ -67,6 +67,9 @@ func decodeReference(data []byte) (*Event, error) {
 		}
 		return nil, w.keys.escape()
 	}
+	if len(w.lost.Fields) > 0 {
+		return nil, w.lost.escape()
+	}
 	// encoding/json leaves a field that is absent or null as it was: the
 	// walk tells them from a zero value.
 	ev.timeSent, ev.amountMissing = w.timeSent, !w.amountSent
@@ -216,6 +219,11 @@ func rawPANs(data []byte) *Error {
 type tokenWalk struct {
 	pans Error // values and keys holding a card number
 	keys Error // duplicate keys, and keys the schema does not have (exactly)
+	// Times holding a card number (in the fraction of a second): decoding
+	// keeps the instant, not the text, so validation cannot see it.
+	lost   Error
+	isTime bool // the value to come is a time's
+
 	// The event's time and amount had a value other than null.
 	timeSent, amountSent bool
 }
@@ -224,7 +232,7 @@ var timeType = reflect.TypeOf(time.Time{})
 
 func walkTokens(data []byte) *tokenWalk {
 	w := &tokenWalk{}
-	w.pans.PAN = true
+	w.pans.PAN, w.lost.PAN = true, true
 	WalkJSON(data, reflect.TypeOf(Event{}), w)
 	return w
 }
@@ -250,18 +258,24 @@ func (w *tokenWalk) Key(path string, t reflect.Type, k string, again bool) (stri
 			w.keys.add(p, "unknown field")
 		}
 	}
+	w.isTime = ft == timeType
 	return p, ft
 }
 
 // Value notes a value holding a card number, and whether the time and the
 // amount were sent (JSONVisitor).
 func (w *tokenWalk) Value(path string, v any) {
+	isTime := w.isTime
+	w.isTime = false
 	switch v := v.(type) {
 	case nil: // null: not sent
 		return
 	case string:
 		if ContainsPAN(v) {
 			w.pans.add(path, panReason)
+			if isTime {
+				w.lost.add(path, panReason)
+			}
 		}
 	case json.Number:
 		if ContainsPAN(string(v)) {

@@ -119,6 +119,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"zero time", `{"id":"a","time":"0001-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, false, []FieldError{{"time", "before the year 2000"}}},
 		{"zero time, escaped id", `{"id":"a\u0062","time":"0001-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, false, []FieldError{{"time", "before the year 2000"}}},
 		{"epoch", `{"id":"a","time":"1970-01-01T00:00:00Z","amount":1,"currency":"USD","card":{"token":"t"}}`, false, []FieldError{{"time", "before the year 2000"}}},
+		// decoding keeps a time's instant, not its text: a card number in
+		// the fraction of a second is refused before it is dropped
+		{"card number in a time", `{"id":"a","time":"2026-01-01T00:00:00.4111111111111111Z","amount":1,"currency":"USD","card":{"token":"t"}}`, true, []FieldError{{"time", "card number"}}},
+		{"card number in account.created", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"account":{"id":"x","created":"2020-01-01T00:00:00.4111111111111111Z"}}`, true, []FieldError{{"account.created", "card number"}}},
+		{"card number in a time, escaped id", `{"id":"a\u0062","time":"2026-01-01T00:00:00.4111111111111111Z","amount":1,"currency":"USD","card":{"token":"t"}}`, true, []FieldError{{"time", "card number"}}},
 		{"values", `{"id":"a b","amount":-5,"currency":"XYZ","channel":"fax","card":{"token":"t","bin":"12","country":"USA"},
 			"merchant":{"mcc":"54"},"device":{"ip":"300.1.1.1"},"billing":{"lat":1},"shipping":{"lat":100,"lon":0},
 			"account":{"email_hash":"bob@example.com"},"attributes":{"o":{"x":1}}}`, false, []FieldError{

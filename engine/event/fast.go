@@ -356,7 +356,20 @@ func (p *parser) time(dst *time.Time) bool {
 	if _, ok := p.rawString(); !ok {
 		return false
 	}
-	return dst.UnmarshalJSON(p.data[start:p.i]) == nil
+	// Decoding drops a time's text, where a card number may hide (in the
+	// fraction of a second, the only run of digits a valid time can make
+	// long): such a run leaves the time to the reference decoder, which
+	// scans it.
+	run, longest := 0, 0
+	for _, c := range p.data[start:p.i] {
+		if isDigit(c) {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return longest < panMinDigits && dst.UnmarshalJSON(p.data[start:p.i]) == nil
 }
 
 // fields parses a nested object whose members are all known, each key at
