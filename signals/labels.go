@@ -202,10 +202,24 @@ type labelsWalk struct {
 	keys problems // keys in another case, keys given twice
 }
 
-func walkLabels(data []byte) *labelsWalk {
+func walkLabels(data []byte) *labelsWalk { return walkSchema(data, reflect.TypeFor[labelsBody]()) }
+
+func walkSchema(data []byte, t reflect.Type) *labelsWalk {
 	w := &labelsWalk{}
-	event.WalkJSON(data, reflect.TypeFor[labelsBody](), w)
+	event.WalkJSON(data, t, w)
 	return w
+}
+
+// CheckJSON reads data against schema t (a struct type; its json tags
+// name the keys) as DecodeLabels reads a labels body, for what decoding it
+// with encoding/json does not tell: where a card number is (any key or
+// value, \u-escaped digits included; a key's is the object holding it),
+// and keys written in another case or given twice. Paths use the schema's
+// names: no key of data is repeated. Each list holds at most
+// maxLabelProblems and a final count of the rest.
+func CheckJSON(data []byte, t reflect.Type) (pans, keys []event.FieldError) {
+	w := walkSchema(data, t)
+	return w.pans.list(), w.keys.list()
 }
 
 // Key names a key's value by the schema's name for it (the object's path

@@ -158,9 +158,19 @@ func TestReadLabels(t *testing.T) {
 		{name: "csv no label column", file: "l.csv", in: "event_id\n", err: "no label column"},
 		{name: "csv short row", file: "l.csv", in: "event_id,label\na\n", err: "line 2"},
 		{name: "csv bad known_at", file: "l.csv", in: "event_id,label,known_at\na,fraud,soon\n", err: "known_at"},
+		// a card number is refused and never repeated, escaped or not
+		{name: "jsonl card number key", file: "l.jsonl", in: `{"event_id":"a","label":"chargeback","\u0034111111111111111":1}`, err: "line 1: holds what looks like a card number"},
+		{name: "jsonl card number id", file: "l.jsonl", in: `{"event_id":"4111111111111111","label":"chargeback"}`, err: "line 1: holds what looks like a card number"},
+		{name: "jsonl card number hidden by a duplicate", file: "l.jsonl", in: `{"event_id":"4111111111111111","event_id":"a","label":"chargeback"}`, err: "card number"},
+		{name: "jsonl duplicate key", file: "l.jsonl", in: `{"event_id":"b","event_id":"a","label":"chargeback"}`, err: "line 1: event_id: duplicate key"},
+		{name: "jsonl key in another case", file: "l.jsonl", in: `{"event_id":"a","LABEL":"chargeback"}`, err: "line 1: label: key written in another case"},
+		{name: "csv card number id", file: "l.csv", in: "event_id,label\n4111 1111 1111 1111,fraud\n", err: "event_id looks like a card number"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := ReadLabels(c.file, strings.NewReader(c.in))
+			if err != nil && (strings.Contains(err.Error(), "4111") || strings.Contains(err.Error(), "u0034")) {
+				t.Fatalf("error repeats the card number: %v", err)
+			}
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want %q", err, c.err)

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
+	"github.com/vigil-fraud/vigil/engine/event"
 	"github.com/vigil-fraud/vigil/signals"
 )
 
@@ -49,6 +51,16 @@ func readLabelsJSONL(r io.Reader) ([]Label, error) {
 	var out []Label
 	var errs []error
 	line := func(b []byte) error {
+		// Card numbers and ambiguous keys first: decoding errors quote
+		// keys, and encoding/json takes keys in any case and the last of
+		// duplicates.
+		pans, keys := signals.CheckJSON(b, reflect.TypeFor[labelLine]())
+		if len(pans) > 0 || event.ContainsPAN(string(b)) {
+			return errors.New("holds what looks like a card number (not shown); labels name transactions by their id")
+		}
+		if len(keys) > 0 {
+			return fmt.Errorf("%s: %s", keys[0].Path, keys[0].Reason)
+		}
 		var ll labelLine
 		d := json.NewDecoder(bytes.NewReader(b))
 		d.DisallowUnknownFields()
@@ -139,6 +151,9 @@ func readLabelsCSV(r io.Reader) ([]Label, error) {
 func newLabel(id, label string, known time.Time) (Label, error) {
 	if id == "" {
 		return Label{}, errors.New("event_id is required")
+	}
+	if event.ContainsPAN(id) {
+		return Label{}, errors.New("event_id looks like a card number (not shown); labels name transactions by their id")
 	}
 	fraud, err := ParseLabel(label)
 	if err != nil {
