@@ -30,12 +30,8 @@ func cmdKeys(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	id := fs.String("id", "", "key id, shown in logs (required)")
 	scopes := fs.String("scopes", "score", "comma-separated scopes: score, rules:read, labels, metrics, admin")
-	if err := fs.Parse(args[1:]); err != nil {
-		return flagExit(err)
-	}
-	if fs.NArg() > 0 { // flags after it would be ignored too
-		fmt.Fprintf(stderr, "vigil keys generate: unexpected argument %q (options are flags: --id ID --scopes LIST)\n", fs.Arg(0))
-		return exitUsage
+	if code := parseFlags(fs, args[1:], stderr); code >= 0 {
+		return code
 	}
 	if *id == "" {
 		fmt.Fprintln(stderr, "vigil keys generate: --id is required")

@@ -85,6 +85,20 @@ func flagExit(err error) int {
 	return exitUsage
 }
 
+// parseFlags parses a command's flags (the command's name is fs's) and
+// refuses a positional argument, after which flags would be ignored too.
+// It returns the exit code to stop with, or -1 to go on.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) int {
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vigil %s: unexpected argument %q (options are flags: vigil %s -h lists them)\n", fs.Name(), fs.Arg(0), fs.Name())
+		return exitUsage
+	}
+	return -1
+}
+
 // versionString is the version set at link time, else the commit the
 // binary was built from (go build records it), else "dev".
 func versionString() string {

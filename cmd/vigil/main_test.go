@@ -251,6 +251,13 @@ func TestKeysArguments(t *testing.T) {
 		{[]string{"keys", "--id", "a"}, 2, `unknown command "--id"`},
 		{[]string{"keys", "-h"}, 0, "usage: vigil keys generate"},
 		{[]string{"keys", "generate", "--id", "a"}, 0, "- id: a\n"},
+		// every command that takes flags only refuses a stray argument
+		// (and the flags after it) before it does anything
+		{[]string{"signals", "migrate", "extra", "--addr", "127.0.0.1:1"}, 2, `vigil signals migrate: unexpected argument "extra"`},
+		{[]string{"signals", "status", "--addr", "127.0.0.1:1", "extra"}, 2, `vigil signals status: unexpected argument "extra"`},
+		{[]string{"tune", "7d"}, 2, `vigil tune: unexpected argument "7d"`},
+		{[]string{"produce", "extra"}, 2, `vigil produce: unexpected argument "extra"`},
+		{[]string{"serve", "extra", "--check-config"}, 2, `vigil serve: unexpected argument "extra"`},
 	} {
 		var out, errb bytes.Buffer
 		code := dispatch(tc.args, &out, &errb)

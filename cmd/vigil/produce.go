@@ -59,12 +59,8 @@ func cmdProduce(args []string, stdout, stderr io.Writer) int {
 	patterns := fs.String("patterns", "card_testing,account_takeover,impossible_travel", "fraud patterns to inject")
 	fs.BoolVar(&gen.Label, "label", false, "add attributes.pattern (the injected pattern, or none) to every event")
 	fs.StringVar(&gen.IDPrefix, "id-prefix", "", "event id prefix (default tx_<seed>_<start time>_)")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "vigil produce: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

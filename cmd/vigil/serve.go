@@ -41,13 +41,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	keysFile := fset.String("api-keys-file", "", "API keys file (overrides the config)")
 	logLevel := fset.String("log-level", "", "debug, info, warn or error (overrides the config)")
 	checkOnly := fset.Bool("check-config", false, "validate the configuration, rules and keys, then exit")
-	if err := fset.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	if fset.NArg() > 0 { // flags after it would be ignored too
-		fmt.Fprintf(stderr, "vigil serve: unexpected argument %q (options are flags: --rules DIR, --config FILE...)\n", fset.Arg(0))
-		fset.Usage()
-		return 2
+	if code := parseFlags(fset, args, stderr); code >= 0 {
+		return code
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {

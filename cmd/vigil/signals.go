@@ -71,8 +71,8 @@ func cmdSignals(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vigil signals: unknown command %q\n%s", sub, signalsUsage)
 		return 2
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return flagExit(err)
+	if code := parseFlags(fs, args[1:], stderr); code >= 0 {
+		return code
 	}
 	cfg, err := sf.load()
 	if err != nil {

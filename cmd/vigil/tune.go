@@ -40,8 +40,8 @@ func cmdTune(args []string, stdout, stderr io.Writer) int {
 	featuresFile := fs.String("features", "", "feature definitions giving feature types for --rules (default: the embedded ones)")
 	step := fs.Int("step", 5, "print every STEP-th threshold")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
 	}
 	window, err := parseWindow(*since)
 	if err != nil {
