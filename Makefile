@@ -4,7 +4,7 @@ BIN     := bin/vigil
 PKGS    := ./...
 FUZZTIME ?= 30s
 # every fuzz target, package:function (go test fuzzes one target at a time)
-FUZZ_TARGETS := ./engine/event:FuzzDecode ./engine/event:FuzzDecodeFast ./engine/event:FuzzContainsPAN ./features:FuzzParse ./rules:FuzzCompile ./rules:FuzzLowering ./rules/yamlsyntax:FuzzErrors \
+FUZZ_TARGETS := ./engine/event:FuzzDecode ./engine/event:FuzzDecodeFast ./engine/event:FuzzContainsPAN ./features:FuzzParse ./rules:FuzzCompile ./rules:FuzzParseTestFile ./rules:FuzzLowering ./rules/yamlsyntax:FuzzErrors \
 	./signals:FuzzSegmentDecoder ./signals:FuzzRecordPayload ./signals:FuzzDecodeLabels \
 	./engine/stream/loadgen:FuzzReadJSONL ./engine/stream/loadgen:FuzzReadCSV \
 	./engine/replay:FuzzReadCSV ./engine/replay:FuzzReadLabels ./engine:FuzzDecodeConfig
