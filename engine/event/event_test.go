@@ -122,6 +122,9 @@ func TestDecodeErrors(t *testing.T) {
 		// decoding keeps a time's instant, not its text: a card number in
 		// the fraction of a second is refused before it is dropped
 		{"card number in a time", `{"id":"a","time":"2026-01-01T00:00:00.4111111111111111Z","amount":1,"currency":"USD","card":{"token":"t"}}`, true, []FieldError{{"time", "card number"}}},
+		// numbers by value: a card number written with an exponent
+		{"card number as an exponent", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"n":4.111111111111111e15}}`, true, []FieldError{{"attributes.n", "card number"}}},
+		{"card number as a fraction", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"n":4111111111111111.0}}`, true, []FieldError{{"attributes.n", "card number"}}},
 		{"card number in account.created", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"account":{"id":"x","created":"2020-01-01T00:00:00.4111111111111111Z"}}`, true, []FieldError{{"account.created", "card number"}}},
 		{"card number in a time, escaped id", `{"id":"a\u0062","time":"2026-01-01T00:00:00.4111111111111111Z","amount":1,"currency":"USD","card":{"token":"t"}}`, true, []FieldError{{"time", "card number"}}},
 		{"values", `{"id":"a b","amount":-5,"currency":"XYZ","channel":"fax","card":{"token":"t","bin":"12","country":"USA"},

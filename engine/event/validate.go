@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -172,6 +173,14 @@ func attributeStrings(path string, v any, f func(path, v string)) {
 		f(path, v)
 	case json.Number:
 		f(path, string(v))
+		// a whole number written with a fraction or an exponent
+		// (4.111111111111111e15) is scanned as the digits it stands for:
+		// features key and show numbers by value
+		if x, err := strconv.ParseFloat(string(v), 64); err == nil && x == math.Trunc(x) && math.Abs(x) >= 1e11 && math.Abs(x) < 1e20 {
+			if s := strconv.FormatFloat(math.Abs(x), 'f', 0, 64); s != strings.TrimPrefix(string(v), "-") {
+				f(path, s)
+			}
+		}
 	case map[string]any:
 		for k, x := range v {
 			p := path + "." + safeKey(k)
