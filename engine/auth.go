@@ -67,6 +67,23 @@ func LoadKeyring(path string) (*Keyring, error) {
 	return ParseKeyring(path, data)
 }
 
+// ValidKeyID reports whether id can be a key's id: it is shown in logs
+// and printed into keys files as it is (a plain YAML scalar), so letters,
+// digits and . _ - @ / : only, at most 64, starting with a letter or digit.
+func ValidKeyID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("._-@/:", rune(c))) {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseKeyring parses a keys file's content strictly.
 func ParseKeyring(name string, data []byte) (*Keyring, error) {
 	var f keysFile
@@ -94,10 +111,16 @@ func ParseKeyring(name string, data []byte) (*Keyring, error) {
 			continue
 		}
 		where := fmt.Sprintf("api keys %s: key %d (%q)", name, i+1, k.ID)
+		if !ValidKeyID(k.ID) { // not repeated: it may be anything, a secret pasted in the wrong place
+			where = fmt.Sprintf("api keys %s: key %d", name, i+1)
+		}
 		h, err := hex.DecodeString(k.SHA256)
-		if k.ID == "" {
+		switch {
+		case k.ID == "":
 			errs = append(errs, fmt.Errorf("%s: id is required", where))
-		} else if ids[k.ID] {
+		case !ValidKeyID(k.ID):
+			errs = append(errs, fmt.Errorf("%s: id: use letters, digits and . _ - @ / : (at most 64, starting with a letter or digit); ids are shown in logs", where))
+		case ids[k.ID]:
 			errs = append(errs, fmt.Errorf("%s: id used twice", where))
 		}
 		if err != nil || len(h) != sha256.Size {

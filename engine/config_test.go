@@ -134,9 +134,17 @@ func TestKeyringErrors(t *testing.T) {
 		{dupKey, `key 2 ("a"): id used twice`},
 		{dupKey, `key 2 ("a"): sha256 must be`},
 		{dupKey, `key 2 ("a"): at least one scope`},
+		// ids are shown in logs: the same rule as vigil keys generate, and
+		// one that breaks it is not repeated
+		{"keys:\n  - id: payments team\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [score]\n", "api keys k: key 1: id: use letters, digits"},
+		{"keys:\n  - id: 4111111111111111 x\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [score]\n", "api keys k: key 1: id: use letters"},
 	} {
-		if _, err := ParseKeyring("k", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+		_, err := ParseKeyring("k", []byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "4111") {
+			t.Errorf("%q: err = %v repeats the id", tc.yaml, err)
 		}
 	}
 }

@@ -37,7 +37,7 @@ func cmdKeys(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vigil keys generate: --id is required")
 		return 2
 	}
-	if !validKeyID(*id) {
+	if !engine.ValidKeyID(*id) {
 		fmt.Fprintf(stderr, "vigil keys generate: --id %q: use letters, digits and . _ - @ / : (at most 64, starting with a letter or digit)\n", *id)
 		return 2
 	}
@@ -58,20 +58,4 @@ func cmdKeys(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "# secret (shown once; give it to the client, store it in a secret manager):\n# %s\n", secret)
 	fmt.Fprintf(stdout, "# add to the keys file:\n  - id: %s\n    sha256: %s\n    scopes: [%s]\n", *id, sha, strings.Join(list, ", "))
 	return 0
-}
-
-// validKeyID reports whether id can be printed into a keys file as it is
-// (plain YAML scalar) and read in log lines without quoting.
-func validKeyID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._-@/:", rune(c))) {
-			return false
-		}
-	}
-	return true
 }

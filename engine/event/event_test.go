@@ -122,6 +122,7 @@ func TestDecodeErrors(t *testing.T) {
 		// decoding keeps a time's instant, not its text: a card number in
 		// the fraction of a second is refused before it is dropped
 		{"card number in a time", `{"id":"a","time":"2026-01-01T00:00:00.4111111111111111Z","amount":1,"currency":"USD","card":{"token":"t"}}`, true, []FieldError{{"time", "card number"}}},
+		{"attribute out of range", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"n":1e999,"m":-1E400,"ok":1e308}}`, false, []FieldError{{"attributes.m", "out of range"}, {"attributes.n", "out of range"}}},
 		// numbers by value: a card number written with an exponent
 		{"card number as an exponent", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"n":4.111111111111111e15}}`, true, []FieldError{{"attributes.n", "card number"}}},
 		{"card number as a fraction", `{"id":"a","amount":1,"currency":"USD","card":{"token":"t"},"attributes":{"n":4111111111111111.0}}`, true, []FieldError{{"attributes.n", "card number"}}},

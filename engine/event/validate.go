@@ -114,7 +114,11 @@ func (e *Event) Validate(now time.Time) error {
 	}
 	for _, k := range sortedKeys(e.Attributes) {
 		switch v := e.Attributes[k].(type) {
-		case nil, bool, json.Number:
+		case nil, bool:
+		case json.Number:
+			if _, err := strconv.ParseFloat(string(v), 64); err != nil { // 1e999: no rule or feature could read it
+				errs.add("attributes."+safeKey(k), "number out of range (beyond ±1.8e308)")
+			}
 		case string:
 			if len(v) > MaxStringLen {
 				errs.add("attributes."+k, fmt.Sprintf("longer than %d bytes", MaxStringLen))
