@@ -134,7 +134,7 @@ func (r *filterResolver) Call(p *ast.Node, n *ast.CallNode, name string) bool {
 
 // Binary and List have nothing to check in a filter (presence.Resolver).
 func (r *filterResolver) Binary(*ast.BinaryNode) bool { return false }
-func (r *filterResolver) List(*ast.ArrayNode)         {}
+func (r *filterResolver) List([]ast.Node)             {}
 
 // has rewrites has(x) into a presence test of an event field or attribute.
 func (r *filterResolver) has(p *ast.Node, n *ast.CallNode) {

@@ -25,6 +25,7 @@ rules:
   - {name: equal_after_open, when: "card_count_1h < 5 and card_count_1h == 5", action: step_up, score: 0, reason: K}
   - {name: listed, when: "any([card_count_1h, 2], # > 1)", action: step_up, score: 0, reason: L}
   - {name: equal_in_range, when: "amount >= 5 and amount == 5 and amount <= 5", action: step_up, score: 0, reason: M}
+  - {name: mapped, when: '{"c": billing.country}.c != "US"', action: step_up, score: 0, reason: N}
 `
 	s, err := Compile([]Source{{"l.yaml", []byte(src)}}, contractSchema(t))
 	if err != nil {
@@ -47,13 +48,14 @@ rules:
 		`l.yaml:14:5: rule "too_strong": score 85 reaches pause_at 80 by itself`,
 		`l.yaml:16:5: rule "open_then_equal": never fires: amount > 5 and amount == 5 cannot all hold [never-fires]`,
 		`l.yaml:17:5: rule "equal_after_open": never fires: card_count_1h < 5 and card_count_1h == 5 cannot all hold [never-fires]`,
-		`l.yaml:18:5: rule "listed": a list literal holds a value that may be missing`,
+		`l.yaml:18:5: rule "listed": a list or map literal holds a value that may be missing`,
+		`l.yaml:20:5: rule "mapped": a list or map literal holds a value that may be missing`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %q", want)
 		}
 	}
-	if strings.Contains(text, `"fine"`) || strings.Contains(text, `"equal_in_range"`) || len(got) != 12 {
+	if strings.Contains(text, `"fine"`) || strings.Contains(text, `"equal_in_range"`) || len(got) != 13 {
 		t.Errorf("%d warnings:\n%s", len(got), text)
 	}
 

@@ -85,13 +85,14 @@ func (r *resolver) Binary(n *ast.BinaryNode) (skipRight bool) {
 	return r.inList(n)
 }
 
-// List lints a list literal of values that may be missing (Resolver).
-func (r *resolver) List(n *ast.ArrayNode) {
-	for _, x := range n.Nodes {
+// List lints a list or map literal of values that may be missing
+// (Resolver).
+func (r *resolver) List(elems []ast.Node) {
+	for _, x := range elems {
 		var g []ast.Node
 		if r.g.Missable(x, &g, map[string]bool{}); len(g) > 0 {
 			r.notes = append(r.notes, lintNote{"missing-in-list",
-				"a list literal holds a value that may be missing: a comparison of its elements (in a closure such as any or all) is not guarded; test has(x) first"})
+				"a list or map literal holds a value that may be missing: a comparison of what is read back from it (in a closure such as any or all, or m.key) is not guarded; test has(x) first"})
 			return
 		}
 	}

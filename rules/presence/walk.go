@@ -18,8 +18,9 @@ type Resolver interface {
 	// before Walk goes into it; skipRight leaves its right side as the
 	// hook made it (rules' x in @list).
 	Binary(n *ast.BinaryNode) (skipRight bool)
-	// List sees each list literal once its elements are resolved.
-	List(n *ast.ArrayNode)
+	// List sees the elements of each list literal, and the values of each
+	// map literal, once they are resolved.
+	List(elems []ast.Node)
 }
 
 // Walk resolves the expression at p with r, keeps g's let variables in
@@ -83,9 +84,16 @@ func (w walker) node(p *ast.Node) {
 		w.node(&n.Exp2)
 	case *ast.ArrayNode:
 		w.nodes(n.Nodes)
-		w.r.List(n)
+		w.r.List(n.Nodes)
 	case *ast.MapNode:
 		w.nodes(n.Pairs)
+		values := make([]ast.Node, 0, len(n.Pairs))
+		for _, p := range n.Pairs {
+			if pair, ok := p.(*ast.PairNode); ok {
+				values = append(values, pair.Value)
+			}
+		}
+		w.r.List(values)
 	case *ast.PairNode:
 		w.node(&n.Key)
 		w.node(&n.Value)
