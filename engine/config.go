@@ -75,8 +75,9 @@ type LogConfig struct {
 type IdempotencyConfig struct {
 	// Retention is how long a decision is remembered. Default 24h.
 	Retention Duration `yaml:"retention"`
-	// MaxEntries bounds the decisions remembered; the oldest are forgotten
-	// first. Default 1000000 (about 200 MB at most).
+	// MaxEntries bounds the decisions remembered, per shard of the store
+	// (64 shards of MaxEntries/64, at least 1 each); the oldest of a shard
+	// are forgotten first. Default 1000000 (about 110 MB).
 	MaxEntries int `yaml:"max_entries"`
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-fraud/vigil/features"
 )
 
 func TestConfigErrors(t *testing.T) {
@@ -25,6 +27,11 @@ func TestConfigErrors(t *testing.T) {
 		{"features:\n  lateness: 48h\n", "at most 24h"},
 		{"features:\n  geoip_database: /nonexistent.mmdb\n", "features.geoip_database"},
 		{"features:\n  retention: 9x\n", `"9x"`},
+		// a zero written in the file is not taken for "the default"
+		{"features:\n  lateness: -1s\n", "features.lateness: must not be negative"},
+		{"features:\n  max_entities: 0\n  retention: 0s\n  geo_cache_size: 0\n", "features.max_entities: must be positive\nfeatures.retention: must be positive\nfeatures.geo_cache_size: must be positive"},
+		{"listne: x\n", "line 1:1: listne: unknown key (did you mean listen?)"},
+		{"log: {levle: info}\n", "log.levle: unknown key (did you mean level?)"},
 	} {
 		p := filepath.Join(dir, "c.yaml")
 		os.WriteFile(p, []byte(tc.yaml), 0o600)
@@ -35,6 +42,35 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// TestZeroLatenessIsNone: lateness 0 in the file records no event behind
+// its entity's newest (it was taken for the 5m default), and the retention
+// need not cover 5 minutes more than the longest window.
+func TestZeroLatenessIsNone(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("features:\n  lateness: 0s\n  retention: 30d\n"), 0o600)
+	c, err := LoadConfig(p)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.Features.Options(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Lateness >= 0 {
+		t.Errorf("features lateness %v, want negative (none)", o.Lateness)
+	}
+	f, err := features.Parse(features.DefaultFileName, features.DefaultFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := features.New(f, o); err != nil {
+		t.Errorf("30d retention, no lateness, default definitions (30d windows): %v", err)
 	}
 }
 

@@ -31,12 +31,14 @@ Usage:
 
 Run 'vigil COMMAND -h' for a command's flags.
 
-Environment (secrets come from these variables or from files the config names, never from the config itself):
-  VIGIL_API_KEY              a full-scope API key for serve (else a keys file, or a
+Environment (secrets come from files the config names or from these variables, never from the config
+itself; a file the config names wins over its variable):
+  VIGIL_API_KEY              a full-scope API key for serve when no keys file is configured (else a
                              development key generated on a loopback address)
-  VIGIL_FINGERPRINT_KEY      key of derived device fingerprints (else features.fingerprint_key_file)
-  VIGIL_KAFKA_PASSWORD       SASL password (else kafka.sasl.password_file / password_env)
-  VIGIL_CLICKHOUSE_PASSWORD  ClickHouse password (else signals.password_file / password_env)
+  VIGIL_FINGERPRINT_KEY      key of derived device fingerprints, unless features.fingerprint_key_file is set
+                             (the variable's name: features.fingerprint_key_env)
+  VIGIL_KAFKA_PASSWORD       SASL password, unless kafka.sasl.password_file is set (name: password_env)
+  VIGIL_CLICKHOUSE_PASSWORD  ClickHouse password, unless signals.password_file is set (name: password_env)
   VIGIL_KAFKA_BROKERS        default --brokers of vigil produce
 `
 

@@ -34,3 +34,36 @@ func TestREADMEStarterVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayDocVersions keeps docs/replay.md's example output true: the
+// fixture's ruleset versions it shows are what vigil rules check gives for
+// testdata/replay's rules and baseline.
+func TestReplayDocVersions(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/replay.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ dir, label string }{
+		{"../../testdata/replay/rules", "fixture"},
+		{"../../testdata/replay/baseline", "fixture-baseline"},
+	} {
+		var out, errb bytes.Buffer
+		if code := dispatch([]string{"rules", "check", "--features", "../../testdata/replay/features.yaml", tc.dir}, &out, &errb); code != 0 && code != 3 {
+			t.Fatalf("rules check %s: exit %d: %s", tc.dir, code, errb.String())
+		}
+		version := regexp.MustCompile(regexp.QuoteMeta(tc.label) + `@[0-9a-f]{12}\b`)
+		want := version.FindString(out.String())
+		if want == "" {
+			t.Fatalf("rules check %s names no %s version:\n%s", tc.dir, tc.label, out.String())
+		}
+		shown := version.FindAllString(string(doc), -1)
+		if len(shown) == 0 {
+			t.Errorf("docs/replay.md shows no %s version", tc.label)
+		}
+		for _, v := range shown {
+			if v != want {
+				t.Errorf("docs/replay.md shows %s; %s is %s", v, tc.dir, want)
+			}
+		}
+	}
+}

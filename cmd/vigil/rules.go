@@ -23,11 +23,14 @@ Commands:
       --run REGEX              only the tests whose name (or file/name) matches
       --junit FILE             also write JUnit XML for CI
       -v                       list every test, not only failures
+      --geoip FILE.mmdb        an IP geolocation database (runs the tests that require geoip)
   fmt [-w | -l] FILE|DIR...    write rule and test files in canonical form
                                (default: print; -w: rewrite; -l: list files that differ, exit 1 if any)
   explain [DIR] --event FILE   show how each rule evaluates for an event: its value and the
                                features and fields it read (FILE: one JSON event, an array or
                                JSON lines; earlier events are replayed as history)
+      --all                    explain every event, not only the last
+      --geoip FILE.mmdb        an IP geolocation database for the features engine
       --json                   print JSON
   dump DIR                     write the embedded starter rules and their tests to DIR to edit
       --force                  overwrite existing files
