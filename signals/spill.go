@@ -37,6 +37,7 @@ type spill struct {
 	policy   string
 	log      *slog.Logger
 	m        *metrics
+	lock     *os.File // holds the directory for this process (lockSpillDir)
 
 	mu     sync.Mutex
 	segs   []*segment // in order; the last may be open for append
@@ -66,9 +67,14 @@ func openSpill(cfg SpillConfig, log *slog.Logger, m *metrics) (*spill, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("signals spill: %w", err)
 	}
-	s := &spill{dir: cfg.Dir, maxBytes: cfg.MaxBytes, segBytes: cfg.SegmentBytes, fsync: cfg.Fsync, policy: cfg.FullPolicy, log: log, m: m}
+	lock, err := lockSpillDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &spill{dir: cfg.Dir, maxBytes: cfg.MaxBytes, segBytes: cfg.SegmentBytes, fsync: cfg.Fsync, policy: cfg.FullPolicy, log: log, m: m, lock: lock}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
+		s.unlock()
 		return nil, fmt.Errorf("signals spill: %w", err)
 	}
 	for _, e := range entries {
@@ -194,10 +200,18 @@ func (s *spill) encode(recs []*engine.Record) []byte {
 // while new records are dropped or old segments deleted for them, until a
 // replay frees room (dropHead).
 func (s *spill) makeRoom(n int64) bool {
+	if n > s.maxBytes { // no policy can make room: say so, not "full"
+		s.log.Error("signals spill: a batch is larger than the whole disk budget and is dropped; raise spill.max_bytes (or lower batch_size)",
+			"batch_bytes", n, "max_bytes", s.maxBytes)
+		return false
+	}
 	for s.total+n > s.maxBytes {
 		s.setFull(true)
-		if s.policy != DropOldest || len(s.segs) == 0 || (len(s.segs) == 1 && s.cur != nil) {
+		if s.policy != DropOldest || len(s.segs) == 0 {
 			return false
+		}
+		if len(s.segs) == 1 {
+			s.closeCurrent() // the tail is the oldest too: the next batch starts a new one
 		}
 		old := s.segs[0]
 		if err := os.Remove(filepath.Join(s.dir, old.name())); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -560,9 +574,17 @@ func (s *spill) updateGauges() {
 	s.m.spillState(s.total, s.waiting(), len(s.segs))
 }
 
-// close closes the tail segment.
+// close closes the tail segment and lets the directory go.
 func (s *spill) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closeCurrent()
+	s.unlock()
+}
+
+func (s *spill) unlock() {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
 }

@@ -85,8 +85,8 @@ func TestSpillReplaysInOrderAcrossSegments(t *testing.T) {
 	if want := ids(records(0, 300)); !slices.Equal(got, want) {
 		t.Fatalf("replayed %d ids out of order or missing", len(got))
 	}
-	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
-		t.Errorf("spill dir not empty after replay: %v", entries)
+	if entries, _ := os.ReadDir(s.dir); len(entries) != 1 || entries[0].Name() != "lock" {
+		t.Errorf("spill dir holds more than its lock after replay: %v", entries)
 	}
 	if testutil.ToFloat64(m.spillBytes) != 0 {
 		t.Errorf("spill bytes gauge %v", testutil.ToFloat64(m.spillBytes))
@@ -311,5 +311,58 @@ func TestSpillRowsExcludeReplayed(t *testing.T) {
 	}
 	if n, g := s2.rows(), testutil.ToFloat64(m2.spillRows); n != 0 || g != 0 {
 		t.Errorf("after the replay: rows %d, gauge %v", n, g)
+	}
+}
+
+// TestSpillDirLocked: a second spill on a directory in use is refused with
+// a clear error (two instances named their segments alike and lost rows);
+// once the first is closed the directory is free again.
+func TestSpillDirLocked(t *testing.T) {
+	cfg := spillCfg(t)
+	m := newMetrics(nil, func() float64 { return 0 })
+	first, err := openSpill(cfg, quietLog(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openSpill(cfg, quietLog(), m); err == nil || !strings.Contains(err.Error(), "in use by another vigil process") {
+		t.Fatalf("second open of %s: %v, want in use", cfg.Dir, err)
+	}
+	first.close()
+	again, err := openSpill(cfg, quietLog(), m)
+	if err != nil {
+		t.Fatalf("after close: %v", err)
+	}
+	again.close()
+}
+
+// TestSpillBudgetOneSegment: with drop_oldest, a budget that one segment
+// fills still makes room — the tail being written is the oldest too (it
+// dropped the newest instead) — and a batch larger than the whole budget
+// is dropped with an error that says so.
+func TestSpillBudgetOneSegment(t *testing.T) {
+	frame := int64(len(appendFrame(nil, testRecord(0))))
+	cfg := spillCfg(t)
+	cfg.SegmentBytes = 100 * frame
+	cfg.MaxBytes = 15*frame + int64(len(segmentMagic))
+	cfg.FullPolicy = DropOldest
+	var logs bytes.Buffer
+	s, m := newLoggedSpill(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err := s.append(records(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.append(records(10, 20)); err != nil {
+		t.Fatalf("second batch, drop_oldest: %v", err)
+	}
+	if n := testutil.ToFloat64(m.drops[reasonSpillFull]); n != 10 {
+		t.Errorf("dropped %v rows, want the 10 oldest", n)
+	}
+	if got := readAll(t, s, 100); !slices.Equal(got, ids(records(10, 20))) {
+		t.Errorf("replayed %v, want the newest batch", got)
+	}
+	if err := s.append(records(20, 40)); !errors.Is(err, errSpillFull) {
+		t.Fatalf("a batch larger than the budget: %v, want errSpillFull", err)
+	}
+	if !strings.Contains(logs.String(), "larger than the whole disk budget") {
+		t.Errorf("log does not say the batch is larger than the budget:\n%s", logs.String())
 	}
 }

@@ -1,0 +1,9 @@
+//go:build !unix
+
+package signals
+
+import "os"
+
+// lockSpillDir does not lock where flock is missing: give each instance
+// its own signals.spill.dir.
+func lockSpillDir(string) (*os.File, error) { return nil, nil }
