@@ -161,7 +161,7 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 	if at, remember := e.claimTime(ev, source); remember {
 		var first bool
 		if entry, first = e.recent.claim(ev.ID, c, at); !first {
-			return e.replay(ctx, entry, c, ev.ID, start)
+			return e.replay(ctx, entry, c, ev.ID, start, source)
 		}
 		entry.aged = source == SourceRebuild
 	}
@@ -226,7 +226,7 @@ func (e *Engine) decide(ctx context.Context, ev *event.Event, explain bool, sour
 
 // replay answers a scoring of an id already claimed: the stored (or
 // awaited) decision, or ErrIDReused when it is another transaction.
-func (e *Engine) replay(ctx context.Context, entry *recentEntry, c content, id string, start time.Time) (*Decision, *scratch, error) {
+func (e *Engine) replay(ctx context.Context, entry *recentEntry, c content, id string, start time.Time, source string) (*Decision, *scratch, error) {
 	if !entry.content.sameTransaction(c) {
 		return nil, nil, ErrIDReused
 	}
@@ -237,7 +237,9 @@ func (e *Engine) replay(ctx context.Context, entry *recentEntry, c content, id s
 	if d == nil {
 		return nil, nil, fmt.Errorf("engine: the first scoring of id %q failed", id)
 	}
-	e.metrics.replays.Inc()
+	if source != SourceRebuild { // a rebuild counts nothing again
+		e.metrics.replays.Inc()
+	}
 	out := *d
 	out.Replayed = true
 	out.Explain = nil

@@ -50,5 +50,9 @@ func (c *config) Validate() error {
 	if c.Signals.Enabled {
 		errs = append(errs, c.Signals.Validate())
 	}
+	if c.kafkaEnabled() && c.Kafka.Topics.Labels != "" && !c.Signals.Enabled {
+		// its labels are stored in ClickHouse: without signals nothing would read the topic
+		errs = append(errs, errors.New("kafka.topics.labels needs signals.enabled: labels are stored with the signals (or remove the topic)"))
+	}
 	return errors.Join(errs...)
 }

@@ -66,6 +66,10 @@ func TestConfigErrors(t *testing.T) {
 		{"signals:\n  enabled: false\n  database: a-b\n", ""}, // disabled sections are not validated
 		{"features:\n  lateness: 2d\n", "at most 24h"},
 		{"listen: nowhere\nkafka:\n  brokers: [nohost]\n", "listen"}, // every problem at once
+		// a labels topic nothing would read
+		{"kafka:\n  brokers: [h:1]\n  topics: {labels: labels}\n", "kafka.topics.labels needs signals.enabled"},
+		{"kafka:\n  topics: {labels: labels}\n", ""}, // Kafka off: the section is not read
+		{"signals:\n  enabeld: true\n", "signals.enabeld: unknown key (did you mean enabled?)"},
 	} {
 		os.WriteFile(p, []byte(tc.yaml), 0o600)
 		c, err := loadConfig(p)

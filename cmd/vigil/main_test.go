@@ -256,6 +256,8 @@ func TestKeysArguments(t *testing.T) {
 		{[]string{"signals", "migrate", "extra", "--addr", "127.0.0.1:1"}, 2, `vigil signals migrate: unexpected argument "extra"`},
 		{[]string{"signals", "status", "--addr", "127.0.0.1:1", "extra"}, 2, `vigil signals status: unexpected argument "extra"`},
 		{[]string{"tune", "7d"}, 2, `vigil tune: unexpected argument "7d"`},
+		{[]string{"signals", "retention", "--days", "-5", "--addr", "127.0.0.1:1"}, 2, `--days -5: want 0 (keep forever) or more`},
+		{[]string{"signals", "status", "--days", "5", "--addr", "127.0.0.1:1"}, 2, `--days is for retention only`},
 		{[]string{"produce", "extra"}, 2, `vigil produce: unexpected argument "extra"`},
 		{[]string{"serve", "extra", "--check-config"}, 2, `vigil serve: unexpected argument "extra"`},
 	} {

@@ -74,6 +74,16 @@ func cmdSignals(args []string, stdout, stderr io.Writer) int {
 	if code := parseFlags(fs, args[1:], stderr); code >= 0 {
 		return code
 	}
+	daysSet := false
+	fs.Visit(func(f *flag.Flag) { daysSet = daysSet || f.Name == "days" })
+	switch {
+	case daysSet && sub != "retention":
+		fmt.Fprintf(stderr, "vigil signals %s: --days is for retention only\n", sub)
+		return exitUsage
+	case daysSet && *days < 0:
+		fmt.Fprintf(stderr, "vigil signals retention: --days %d: want 0 (keep forever) or more\n", *days)
+		return exitUsage
+	}
 	cfg, err := sf.load()
 	if err != nil {
 		fmt.Fprintln(stderr, "vigil signals:", err)
@@ -104,7 +114,7 @@ func cmdSignals(args []string, stdout, stderr io.Writer) int {
 		}
 	case "retention":
 		n := cfg.Retention.Days
-		if *days >= 0 {
+		if daysSet {
 			n = *days
 		}
 		if n == 0 {

@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer, topic string) *metrics {
 	cl := prometheus.Labels{"topic": topic}
 	m := &metrics{}
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_kafka_events_total", ConstLabels: cl,
-		Help: "Messages read from the transactions topic, by outcome: decided (a fresh decision produced, counted once the decisions topic acknowledged it), replayed (a redelivered id, its stored decision produced again, also counted once acknowledged), dead_lettered, rebuilt (re-read to rebuild windows, nothing produced), rebuild_skipped (undecodable during a rebuild), rebuild_duplicate (an id read again in a rebuild within the idempotency retention, counted once)."}, []string{"outcome"})
+		Help: "Messages read from the transactions topic, by outcome: decided (a fresh decision produced, counted once the decisions topic acknowledged it), replayed (a redelivered id, its stored decision produced again, also counted once acknowledged), dead_lettered, rebuilt (re-read to rebuild windows, nothing produced), rebuild_skipped (undecodable during a rebuild), rebuild_duplicate (a copy of an id the rebuild already read, or that live scoring remembered: the event counts once)."}, []string{"outcome"})
 	m.decided = m.events.WithLabelValues("decided")
 	m.replayed = m.events.WithLabelValues("replayed")
 	m.rebuilt = m.events.WithLabelValues("rebuilt")

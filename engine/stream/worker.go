@@ -318,7 +318,11 @@ func (w *worker) process(ctx context.Context, batch []kafka.Message) *outBatch {
 		w.state.highest = max(w.state.highest, m.Offset)
 		w.watermark(ev.Time, rebuild)
 		if rebuild {
-			c.m.rebuilt.Inc()
+			if d.Replayed { // a copy of an event the rebuild (or live scoring) remembered: once, as live
+				c.m.rebuildDup.Inc()
+			} else {
+				c.m.rebuilt.Inc()
+			}
 			continue
 		}
 		key := PrimaryKey(ev)
