@@ -46,16 +46,88 @@ func TestMigrationsRunTwice(t *testing.T) {
 		}
 		rows.Close()
 	}
-	// a migration interrupted after its DDL (no row recorded) runs again fine
-	if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE version = 3", quoteIdent(cfg.Database), MigrationsTable)); err != nil {
+	// migrations interrupted after their DDL (no row recorded) run again
+	// fine: the views re-created, labelled_at_ms not added twice
+	if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE version >= 3", quoteIdent(cfg.Database), MigrationsTable)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "mutation", func() bool {
-		return queryUint(t, conn, fmt.Sprintf("SELECT count() FROM %s.%s WHERE version = 3", quoteIdent(cfg.Database), MigrationsTable)) == 0
+		return queryUint(t, conn, fmt.Sprintf("SELECT count() FROM %s.%s WHERE version >= 3", quoteIdent(cfg.Database), MigrationsTable)) == 0
 	})
 	res3, err := Migrate(ctx, conn, cfg.Database, quietLog())
-	if err != nil || !slices.Equal(res3.Applied, []int{3}) {
-		t.Fatalf("re-applying 3: %+v %v", res3, err)
+	if err != nil || !slices.Equal(res3.Applied, []int{3, 4}) {
+		t.Fatalf("re-applying 3 and 4: %+v %v", res3, err)
+	}
+}
+
+// A database of schema version 3 (labels without labelled_at_ms) migrates
+// to the latest, several vigil instances at once: labels stored before
+// count as at millisecond 0 of their second, and labels stored after win
+// by their milliseconds.
+func TestMigrateLabelsToMilliseconds(t *testing.T) {
+	cfg, conn := testClickHouse(t)
+	ctx := context.Background()
+	if res, err := migrate(ctx, conn, cfg.Database, quietLog(), Migrations[:3]); err != nil || res.Current != 3 {
+		t.Fatalf("version 3: %+v %v", res, err)
+	}
+	ins := newCHInserter(conn, cfg, quietLog())
+	ins.migrate = false
+	if err := ins.Insert(ctx, records(0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	ms := func(n int) time.Time { return at.Add(time.Duration(n) * time.Millisecond) }
+	// as vigil stored them before: labelled_at in whole seconds only
+	if err := insertLabels(ctx, conn, cfg.Database, []Label{
+		{EventID: "tx_000000", Label: LabelChargeback, LabelledAt: ms(500)},
+		{EventID: "tx_000001", Label: LabelFalsePositive, LabelledAt: ms(500)},
+		{EventID: "tx_000002", Label: LabelChargeback, LabelledAt: ms(500)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 3)
+	for range cap(errs) {
+		go func() {
+			res, err := Migrate(ctx, conn, cfg.Database, quietLog())
+			if err == nil && res.Current != LatestVersion() {
+				err = fmt.Errorf("schema version %d", res.Current)
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent migrate: %v", err)
+		}
+	}
+	db := quoteIdent(cfg.Database)
+	if n := queryUint(t, conn, "SELECT count() FROM "+db+".labels WHERE labelled_at_ms = 0"); n != 3 {
+		t.Errorf("%d labels stored before read labelled_at_ms 0, want 3", n)
+	}
+	if err := insertLabels(ctx, conn, cfg.Database, []Label{
+		{EventID: "tx_000000", Label: LabelFalsePositive, LabelledAt: ms(1)},    // after 12:00:00.000
+		{EventID: "tx_000001", Label: LabelChargeback, LabelledAt: ms(-1)},      // 11:59:59.999
+		{EventID: "tx_000002", Label: LabelLegitimate, LabelledAt: ms(1000)},    // the next second
+		{EventID: "tx_000002", Label: LabelConfirmedFraud, LabelledAt: ms(999)}, // before it
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"tx_000000": LabelFalsePositive, "tx_000001": LabelFalsePositive, "tx_000002": LabelLegitimate}
+	rows, err := conn.Query(ctx, "SELECT event_id, label FROM "+db+".v_signals_labelled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]string{}
+	for rows.Next() {
+		var id, label string
+		if err := rows.Scan(&id, &label); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = label
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("latest labels %v, want %v", got, want)
 	}
 }
 
@@ -84,6 +156,23 @@ func TestSchemaLowCardinalityVariant(t *testing.T) {
 	}
 	if n := queryUint(t, conn, fmt.Sprintf("SELECT count() FROM %s.signals WHERE toTypeName(decision) = 'LowCardinality(String)'", quoteIdent(cfg.Database))); n != 50 {
 		t.Errorf("%d rows", n)
+	}
+	// the views, labelled_at_ms, and the latest of two labels of a second
+	for _, m := range Migrations[2:] {
+		if err := apply(ctx, conn, cfg.Database, caps, m); err != nil {
+			t.Fatalf("migration %d: %v", m.Version, err)
+		}
+	}
+	if err := insertLabels(ctx, conn, cfg.Database, []Label{
+		{EventID: "tx_000001", Label: LabelLegitimate, LabelledAt: testTime.Add(900 * time.Millisecond)},
+		{EventID: "tx_000001", Label: LabelChargeback, LabelledAt: testTime.Add(100 * time.Millisecond)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var label, typ string
+	q := fmt.Sprintf("SELECT label, toTypeName(label) FROM %s.v_signals_labelled WHERE event_id = 'tx_000001'", quoteIdent(cfg.Database))
+	if err := conn.QueryRow(ctx, q).Scan(&label, &typ); err != nil || label != LabelLegitimate {
+		t.Errorf("latest label %q (%s) %v, want legitimate", label, typ, err)
 	}
 }
 

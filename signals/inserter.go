@@ -77,28 +77,16 @@ func (c *chInserter) prepare(ctx context.Context) error {
 // server without DateTime64 has <time>_ms columns, and keeps them after an
 // upgrade.
 func detectLayout(ctx context.Context, conn driver.Conn, db string) (layout, error) {
-	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", db, SignalsTable)
+	t, err := readTables(ctx, conn, db)
 	if err != nil {
 		return layout{}, fmt.Errorf("signals layout: %w", err)
 	}
-	defer rows.Close()
-	cols := map[string]bool{}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return layout{}, fmt.Errorf("signals layout: %w", err)
-		}
-		cols[n] = true
-	}
-	if err := rows.Err(); err != nil {
-		return layout{}, fmt.Errorf("signals layout: %w", err)
-	}
-	if len(cols) == 0 {
+	if len(t[SignalsTable]) == 0 {
 		return layout{}, errNoSchema
 	}
-	l := layout{msColumns: cols["event_time_ms"]}
+	l := layout{msColumns: t.has(SignalsTable, "event_time_ms")}
 	for _, n := range l.insertColumns() {
-		if !cols[n] {
+		if !t.has(SignalsTable, n) {
 			return layout{}, fmt.Errorf("signals table lacks column %s: run `vigil signals migrate`", n)
 		}
 	}

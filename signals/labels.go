@@ -397,16 +397,28 @@ func (w *Writer) InsertLabels(ctx context.Context, labels []Label) error {
 	return nil
 }
 
+// insertLabels inserts labels, with labelled_at_ms where the labels table
+// has it.
 func insertLabels(ctx context.Context, conn driver.Conn, db string, labels []Label) error {
-	b, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (event_id, label, labelled_at, source)", quoteIdent(db), LabelsTable))
+	tables, err := readTables(ctx, conn, db)
 	if err != nil {
 		return fmt.Errorf("labels insert: %w", err)
 	}
-	ids, names, ats, srcs := make([]string, len(labels)), make([]string, len(labels)), make([]time.Time, len(labels)), make([]string, len(labels))
-	for i, l := range labels {
-		ids[i], names[i], ats[i], srcs[i] = l.EventID, l.Label, l.LabelledAt.UTC(), l.Source
+	labelMs := tables.labelMs()
+	b, err := conn.PrepareBatch(ctx, labelsInsertSQL(db, labelMs))
+	if err != nil {
+		return fmt.Errorf("labels insert: %w", err)
 	}
-	for i, col := range []any{ids, names, ats, srcs} {
+	n := len(labels)
+	ids, names, ats, millis, srcs := make([]string, n), make([]string, n), make([]time.Time, n), make([]uint16, n), make([]string, n)
+	for i, l := range labels {
+		ids[i], names[i], ats[i], millis[i], srcs[i] = l.EventID, l.Label, l.LabelledAt.UTC(), ms(l.LabelledAt), l.Source
+	}
+	cols := []any{ids, names, ats, srcs} // in labelsInsertSQL's order
+	if labelMs {
+		cols = []any{ids, names, ats, millis, srcs}
+	}
+	for i, col := range cols {
 		if err := b.Column(i).Append(col); err != nil {
 			b.Abort()
 			return fmt.Errorf("labels insert: %w", err)

@@ -10,28 +10,33 @@ import (
 )
 
 // Migration is one versioned schema change. Its statements are each
-// idempotent (IF NOT EXISTS, or DROP then CREATE for views), so that a
-// migration interrupted half-way is simply run again.
+// idempotent (IF NOT EXISTS, DROP then CREATE for views, a column added
+// only where the tables lack it), so that a migration interrupted half-way
+// is simply run again.
 type Migration struct {
 	Version int
 	Name    string
-	// Statements returns the DDL for a database and a server's
-	// capabilities, one statement each (ClickHouse refuses several in one
-	// request).
-	Statements func(db string, c Capabilities) []string
+	// Statements returns the DDL for a database, a server's capabilities
+	// and the database's tables as they are, one statement each
+	// (ClickHouse refuses several in one request).
+	Statements func(db string, c Capabilities, t Tables) []string
 }
 
 // Migrations are vigil's schema migrations, in order. Never edit a
 // released one: add a new version.
 var Migrations = []Migration{
-	{1, "signals table", func(db string, c Capabilities) []string { return []string{signalsDDL(db, c)} }},
-	{2, "labels table", func(db string, c Capabilities) []string { return []string{labelsDDL(db, c)} }},
-	{3, "analyst views", func(db string, c Capabilities) []string {
+	{1, "signals table", func(db string, c Capabilities, _ Tables) []string { return []string{signalsDDL(db, c)} }},
+	{2, "labels table", func(db string, c Capabilities, _ Tables) []string { return []string{labelsDDL(db, c)} }},
+	{3, "analyst views", func(db string, _ Capabilities, t Tables) []string { return viewsDDL(db, t.labelMs()) }},
+	// A labels table created without DateTime64 (labelled_at in whole
+	// seconds) gets labelled_at_ms, and the views order labels by both.
+	{4, "labels labelled_at_ms", func(db string, _ Capabilities, t Tables) []string {
 		var out []string
-		for _, v := range views {
-			out = append(out, viewDDL(db, v)...)
+		ms := t.labelMs()
+		if t.labelsLackMs() {
+			out, ms = append(out, addLabelMsDDL(db)), true
 		}
-		return out
+		return append(out, viewsDDL(db, ms)...)
 	}},
 }
 
@@ -47,6 +52,11 @@ type MigrateResult struct {
 // nothing. Concurrent runs are safe: every statement is idempotent and the
 // migrations table keeps one row per version.
 func Migrate(ctx context.Context, conn driver.Conn, db string, log *slog.Logger) (MigrateResult, error) {
+	return migrate(ctx, conn, db, log, Migrations)
+}
+
+// migrate applies the migrations of ms that db lacks.
+func migrate(ctx context.Context, conn driver.Conn, db string, log *slog.Logger, ms []Migration) (MigrateResult, error) {
 	var res MigrateResult
 	if !validIdent(db) {
 		return res, fmt.Errorf("migrate: invalid database name %q", db)
@@ -68,16 +78,14 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, log *slog.Logger)
 	if err != nil {
 		return res, err
 	}
-	for _, m := range Migrations {
+	for _, m := range ms {
 		if applied[m.Version] {
 			res.Current = m.Version
 			continue
 		}
 		start := time.Now()
-		for _, stmt := range m.Statements(db, caps) {
-			if err := conn.Exec(ctx, stmt); err != nil {
-				return res, fmt.Errorf("migrate: version %d (%s): %w", m.Version, m.Name, err)
-			}
+		if err := apply(ctx, conn, db, caps, m); err != nil {
+			return res, fmt.Errorf("migrate: version %d (%s): %w", m.Version, m.Name, err)
 		}
 		if err := recordMigration(ctx, conn, db, m, version); err != nil {
 			return res, err
@@ -89,6 +97,31 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, log *slog.Logger)
 		}
 	}
 	return res, nil
+}
+
+// apply runs the statements of m for the tables as they are. A failure is
+// retried once, for the tables as they are then: another vigil migrating at
+// the same time may have made the change meanwhile (added the column m
+// adds, re-created a view).
+func apply(ctx context.Context, conn driver.Conn, db string, caps Capabilities, m Migration) error {
+	err := applyOnce(ctx, conn, db, caps, m)
+	if err != nil && ctx.Err() == nil {
+		err = applyOnce(ctx, conn, db, caps, m)
+	}
+	return err
+}
+
+func applyOnce(ctx context.Context, conn driver.Conn, db string, caps Capabilities, m Migration) error {
+	t, err := readTables(ctx, conn, db)
+	if err != nil {
+		return err
+	}
+	for _, stmt := range m.Statements(db, caps, t) {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // appliedMigrations reads the versions recorded in schema_migrations.

@@ -118,14 +118,18 @@ func TuneCandidate(ctx context.Context, conn driver.Conn, db string, set *rules.
 	if err != nil {
 		return nil, err
 	}
+	tables, err := readTables(ctx, conn, db)
+	if err != nil {
+		return nil, fmt.Errorf("tune: %w", err)
+	}
 	rep := &TuneReport{Since: opt.Since, Until: opt.Until, Ruleset: ruleset, Candidate: set.VersionString(),
 		StepUpAt: set.StepUpAt, PauseAt: set.PauseAt, Outcomes: map[string]uint64{}}
 	q := fmt.Sprintf(`SELECT event_id, toUnixTimestamp(event_time), amount_minor, currency, channel, card_token, card_bin, card_country,
   account_id, email_hash, merchant_id, mcc, merchant_country, device_id, device_fingerprint, billing_country, shipping_country,
   feature_names, feature_values, feature_str_names, feature_str_values, label
 FROM (SELECT * FROM %s.%s FINAL WHERE %s)
-ANY LEFT JOIN (SELECT event_id, argMax(label, labelled_at) AS label FROM %s.%s GROUP BY event_id) USING event_id`,
-		quoteIdent(db), SignalsTable, tuneWhere(opt, ruleset), quoteIdent(db), LabelsTable)
+ANY LEFT JOIN %s USING event_id`,
+		quoteIdent(db), SignalsTable, tuneWhere(opt, ruleset), latestLabelSQL(db, tables.labelMs()))
 	rows, err := conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("tune: read signals: %w", err)

@@ -1,8 +1,11 @@
 package signals
 
 import (
+	"context"
 	"fmt"
 	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // Table names in the configured database.
@@ -148,7 +151,9 @@ func signalsDDL(db string, c Capabilities) string {
 
 // labelsDDL creates the labels table: confirmed outcomes by event id. An
 // event may get several labels over time (a chargeback, then a won
-// representment marked false_positive); the views use the latest.
+// representment marked false_positive); the views use the latest. This is
+// the table of migration 2: on a server without DateTime64, migration 4
+// adds labelled_at_ms (addLabelMsDDL).
 func labelsDDL(db string, c Capabilities) string {
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (
   event_id String,
@@ -159,6 +164,74 @@ func labelsDDL(db string, c Capabilities) string {
 ) ENGINE = ReplacingMergeTree(received_at)
 PARTITION BY toYYYYMM(labelled_at)
 ORDER BY (event_id, label)`, quoteIdent(db), LabelsTable, kLowCard.typ(c), kTime.typ(c))
+}
+
+// labelMsColumn holds the milliseconds of labelled_at in a labels table
+// whose labelled_at is a DateTime (seconds).
+const labelMsColumn = "labelled_at_ms"
+
+// addLabelMsDDL adds labelled_at_ms to the labels table, after
+// labelled_at as signalsDDL places its <time>_ms columns. Rows already
+// stored read 0. ADD COLUMN IF NOT EXISTS does not exist on 18.16:
+// migration 4 runs it only where the table lacks the column.
+func addLabelMsDDL(db string) string {
+	return fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s UInt16 AFTER labelled_at", quoteIdent(db), LabelsTable, labelMsColumn)
+}
+
+// labelsInsertSQL is the INSERT statement of a batch of labels, with
+// labelled_at_ms when the table has it (labelMs).
+func labelsInsertSQL(db string, labelMs bool) string {
+	cols := "event_id, label, labelled_at, source"
+	if labelMs {
+		cols = "event_id, label, labelled_at, " + labelMsColumn + ", source"
+	}
+	return fmt.Sprintf("INSERT INTO %s.%s (%s)", quoteIdent(db), LabelsTable, cols)
+}
+
+// Tables are a database's tables as they are: the type of each column, by
+// table and column name (system.columns).
+type Tables map[string]map[string]string
+
+// readTables reads the columns of db's tables; a database that does not
+// exist has none.
+func readTables(ctx context.Context, conn driver.Conn, db string) (Tables, error) {
+	rows, err := conn.Query(ctx, "SELECT table, name, type FROM system.columns WHERE database = ?", db)
+	if err != nil {
+		return nil, fmt.Errorf("read the tables of %s: %w", db, err)
+	}
+	defer rows.Close()
+	t := Tables{}
+	for rows.Next() {
+		var table, name, typ string
+		if err := rows.Scan(&table, &name, &typ); err != nil {
+			return nil, fmt.Errorf("read the tables of %s: %w", db, err)
+		}
+		if t[table] == nil {
+			t[table] = map[string]string{}
+		}
+		t[table][name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the tables of %s: %w", db, err)
+	}
+	return t, nil
+}
+
+// has reports whether table has column.
+func (t Tables) has(table, column string) bool {
+	_, ok := t[table][column]
+	return ok
+}
+
+// labelMs reports whether the labels table has labelled_at_ms.
+func (t Tables) labelMs() bool { return t.has(LabelsTable, labelMsColumn) }
+
+// labelsLackMs reports whether the labels table stores labelled_at in
+// whole seconds (DateTime: created on a server without DateTime64) without
+// labelled_at_ms yet.
+func (t Tables) labelsLackMs() bool {
+	typ := t[LabelsTable]["labelled_at"]
+	return typ != "" && !strings.HasPrefix(typ, "DateTime64") && !t.labelMs()
 }
 
 // migrationsDDL creates the table recording applied migrations.

@@ -131,8 +131,12 @@ func Tune(ctx context.Context, conn driver.Conn, db string, opt TuneOptions) (*T
 	if err != nil {
 		return nil, err
 	}
+	tables, err := readTables(ctx, conn, db)
+	if err != nil {
+		return nil, fmt.Errorf("tune: %w", err)
+	}
 	rep := &TuneReport{Since: opt.Since, Until: opt.Until, Ruleset: ruleset, Outcomes: map[string]uint64{}}
-	src := labelledSQL(db, tuneWhere(opt, ruleset))
+	src := labelledSQL(db, tuneWhere(opt, ruleset), tables.labelMs())
 	rows, err := conn.Query(ctx, "SELECT decision, count(), toUInt64(sum(is_labelled)), toUInt64(sum(is_fraud)) FROM "+src+" GROUP BY decision")
 	if err != nil {
 		return nil, fmt.Errorf("tune: decisions: %w", err)

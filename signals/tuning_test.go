@@ -385,3 +385,84 @@ func TestCandidateWarnings(t *testing.T) {
 		t.Errorf("warnings:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// The latest label by labelled_at wins also between labels of one event
+// within the same second, whichever is posted first: on servers without
+// DateTime64 labelled_at holds whole seconds, and the milliseconds decide.
+// Each case is one event; each of its requests a POST /v1/labels.
+func TestLatestLabelWithinOneSecond(t *testing.T) {
+	at := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	ms := func(n int) time.Time { return at.Add(time.Duration(n) * time.Millisecond) }
+	tests := []struct {
+		name     string
+		requests [][]Label // labels without an event id: the case's event
+		want     string
+	}{
+		{"later label posted first", [][]Label{{{Label: LabelFalsePositive, LabelledAt: ms(900)}}, {{Label: LabelChargeback, LabelledAt: ms(100)}}}, LabelFalsePositive},
+		{"later label posted last", [][]Label{{{Label: LabelChargeback, LabelledAt: ms(100)}}, {{Label: LabelFalsePositive, LabelledAt: ms(900)}}}, LabelFalsePositive},
+		{"fraud later, posted first", [][]Label{{{Label: LabelConfirmedFraud, LabelledAt: ms(901)}}, {{Label: LabelLegitimate, LabelledAt: ms(900)}}}, LabelConfirmedFraud},
+		{"one request", [][]Label{{{Label: LabelChargeback, LabelledAt: ms(1)}, {Label: LabelLegitimate, LabelledAt: ms(2)}}}, LabelLegitimate},
+		{"at the second", [][]Label{{{Label: LabelLegitimate, LabelledAt: ms(1000)}}, {{Label: LabelChargeback, LabelledAt: ms(999)}}}, LabelLegitimate},
+	}
+	cfg, conn := testClickHouse(t)
+	ctx := context.Background()
+	if _, err := Migrate(ctx, conn, cfg.Database, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	if err := newCHInserter(conn, cfg, quietLog()).Insert(ctx, records(0, len(tests))); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(cfg, quietLog(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	var fraud uint64
+	for i, tt := range tests {
+		id := fmt.Sprintf("tx_%06d", i)
+		for _, req := range tt.requests {
+			for j := range req {
+				req[j].EventID = id
+			}
+			body, _ := json.Marshal(LabelsRequest{Labels: req})
+			rec := httptest.NewRecorder()
+			LabelsHandler(w)(rec, httptest.NewRequest(http.MethodPost, "/v1/labels", bytes.NewReader(body)))
+			if rec.Code != http.StatusOK {
+				t.Fatalf("%s: POST /v1/labels: %d %s", tt.name, rec.Code, rec.Body.String())
+			}
+		}
+		if IsFraud(tt.want) {
+			fraud++
+		}
+	}
+	db := quoteIdent(cfg.Database)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var label string
+			var isFraud uint8
+			q := fmt.Sprintf("SELECT label, is_fraud FROM %s.v_signals_labelled WHERE event_id = ?", db)
+			if err := conn.QueryRow(ctx, q, fmt.Sprintf("tx_%06d", i)).Scan(&label, &isFraud); err != nil {
+				t.Fatal(err)
+			}
+			if label != tt.want || isFraud == 1 != IsFraud(tt.want) {
+				t.Errorf("v_signals_labelled: %s (is_fraud %d), want %s", label, isFraud, tt.want)
+			}
+		})
+	}
+	// vigil tune, live and re-evaluating a candidate, reads the same labels
+	window := TuneOptions{Since: testTime, Until: testTime.Add(time.Hour), Ruleset: RulesetAll}
+	rep, err := Tune(ctx, conn, cfg.Database, window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Labelled != uint64(len(tests)) || rep.FraudTotal != fraud {
+		t.Errorf("tune: labelled %d, fraud %d; want %d, %d", rep.Labelled, rep.FraudTotal, len(tests), fraud)
+	}
+	cand, err := TuneCandidate(ctx, conn, cfg.Database, compileCandidate(t, ctx, conn, cfg.Database), window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cand.Labelled != uint64(len(tests)) || cand.FraudTotal != fraud {
+		t.Errorf("tune --rules: labelled %d, fraud %d; want %d, %d", cand.Labelled, cand.FraudTotal, len(tests), fraud)
+	}
+}

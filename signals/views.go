@@ -21,25 +21,37 @@ var Labels = []string{LabelChargeback, LabelConfirmedFraud, LabelFalsePositive, 
 // fraudLabels is the SQL list of labels that mean fraud.
 const fraudLabels = "('" + LabelChargeback + "', '" + LabelConfirmedFraud + "')"
 
-// view is one analyst view: a name and its SELECT.
+// view is one analyst view: a name and its SELECT, for a labels table
+// with labelled_at_ms or without (labelMs).
 type view struct {
 	name, help string
-	sql        func(db string) string
+	sql        func(db string, labelMs bool) string
+}
+
+// latestLabelSQL is each labelled event's latest label: the one with the
+// latest labelled_at, to the millisecond (where labelled_at holds whole
+// seconds, labelled_at_ms decides between labels of the same second; 0 in
+// rows stored before the column was added).
+func latestLabelSQL(db string, labelMs bool) string {
+	by := "labelled_at"
+	if labelMs {
+		by = "(labelled_at, " + labelMsColumn + ")"
+	}
+	return fmt.Sprintf("(SELECT event_id, argMax(label, %s) AS label FROM %s.%s GROUP BY event_id)", by, quoteIdent(db), LabelsTable)
 }
 
 // labelledSQL is the deduplicated signals (FINAL) of the rows matching
 // where, each with its latest label: the source of every analyst query.
-func labelledSQL(db, where string) string {
+func labelledSQL(db, where string, labelMs bool) string {
 	if where == "" {
 		where = "1"
 	}
-	q := quoteIdent(db)
 	return fmt.Sprintf(`(SELECT event_id, event_time, decided_at, toDate(event_time) AS day, ruleset, decision, score, hits, shadow_hits, latency_us, source,
     label, label IN %s AS is_fraud, label != '' AS is_labelled
   FROM (SELECT event_id, event_time, decided_at, ruleset, decision, score, hits, shadow_hits, latency_us, source
         FROM %s.%s FINAL WHERE %s)
-  ANY LEFT JOIN (SELECT event_id, argMax(label, labelled_at) AS label FROM %s.%s GROUP BY event_id) USING event_id)`,
-		fraudLabels, q, SignalsTable, where, q, LabelsTable)
+  ANY LEFT JOIN %s USING event_id)`,
+		fraudLabels, quoteIdent(db), SignalsTable, where, latestLabelSQL(db, labelMs))
 }
 
 // thresholdSQL computes, for each candidate threshold 0..100, how many
@@ -96,44 +108,50 @@ func groupBy(keys string) string {
 // ruleset (sum the counts over the days you want, then divide).
 var views = []view{
 	{"v_signals_labelled", "every signal, deduplicated, with its latest label",
-		func(db string) string { return "SELECT * FROM " + labelledSQL(db, "") }},
+		func(db string, ms bool) string { return "SELECT * FROM " + labelledSQL(db, "", ms) }},
 	{"v_decisions_per_minute", "decisions per minute (decision time) by outcome and source",
-		func(db string) string {
+		func(db string, _ bool) string {
 			return fmt.Sprintf(`SELECT toStartOfMinute(decided_at) AS minute, decision, source, count() AS decisions,
   avg(score) AS avg_score, quantile(0.99)(latency_us) AS p99_latency_us
 FROM %s.%s FINAL GROUP BY minute, decision, source`, quoteIdent(db), SignalsTable)
 		}},
 	{"v_rule_hits_daily", "active and shadow hits per rule, day and ruleset, with the day's decisions and the hit rate",
-		func(db string) string {
+		func(db string, ms bool) string {
 			return "SELECT day, ruleset, rule, kind, hits, decisions, hits / decisions AS hit_rate FROM (" +
-				rulePrecisionSQL(labelledSQL(db, ""), "day, ruleset") + ")"
+				rulePrecisionSQL(labelledSQL(db, "", ms), "day, ruleset") + ")"
 		}},
 	{"v_rule_precision_daily", "per rule, day and ruleset: hits, labelled hits, fraud hits and the day's labelled fraud (additive)",
-		func(db string) string { return rulePrecisionSQL(labelledSQL(db, ""), "day, ruleset") }},
+		func(db string, ms bool) string { return rulePrecisionSQL(labelledSQL(db, "", ms), "day, ruleset") }},
 	{"v_rule_precision", "per rule over all retained signals: precision = fraud_hits / hits, recall = fraud_hits / fraud_total",
-		func(db string) string {
+		func(db string, ms bool) string {
 			return "SELECT rule, kind, hits, labelled_hits, fraud_hits, fraud_total, decisions, fraud_hits / hits AS precision, fraud_hits / fraud_total AS recall FROM (" +
-				rulePrecisionSQL(labelledSQL(db, ""), "") + ")"
+				rulePrecisionSQL(labelledSQL(db, "", ms), "") + ")"
 		}},
 	{"v_score_distribution_daily", "decisions, labelled and fraud per score, day and ruleset",
-		func(db string) string {
+		func(db string, ms bool) string {
 			return fmt.Sprintf(`SELECT day, ruleset, score, count() AS decisions, toUInt64(sum(is_labelled)) AS labelled, toUInt64(sum(is_fraud)) AS fraud
-FROM %s GROUP BY day, ruleset, score`, labelledSQL(db, ""))
+FROM %s GROUP BY day, ruleset, score`, labelledSQL(db, "", ms))
 		}},
 	{"v_threshold_tuning_daily", "per day, ruleset and candidate threshold: decisions, flagged (score >= threshold), fraud total and caught (additive)",
-		func(db string) string { return thresholdSQL(labelledSQL(db, ""), "day, ruleset") }},
+		func(db string, ms bool) string { return thresholdSQL(labelledSQL(db, "", ms), "day, ruleset") }},
 	{"v_threshold_tuning", "per candidate threshold over all retained signals, with flagged_share, fraud_caught_share (recall) and precision",
-		func(db string) string {
+		func(db string, ms bool) string {
 			return "SELECT threshold, decisions, flagged, fraud_total, fraud_caught, flagged / decisions AS flagged_share, fraud_caught / fraud_total AS fraud_caught_share, fraud_caught / flagged AS precision FROM (" +
-				thresholdSQL(labelledSQL(db, ""), "") + ")"
+				thresholdSQL(labelledSQL(db, "", ms), "") + ")"
 		}},
 }
 
-// viewDDL creates a view (dropping an older definition first: views hold no
-// data).
-func viewDDL(db string, v view) []string {
-	name := quoteIdent(db) + "." + v.name
-	return []string{"DROP TABLE IF EXISTS " + name, "CREATE VIEW " + name + " AS " + v.sql(db)}
+// viewsDDL creates the views over a labels table with labelled_at_ms or
+// without, dropping older definitions first (views hold no data). IF NOT
+// EXISTS: a vigil migrating at the same time may create one between the
+// DROP and the CREATE.
+func viewsDDL(db string, labelMs bool) []string {
+	var out []string
+	for _, v := range views {
+		name := quoteIdent(db) + "." + v.name
+		out = append(out, "DROP TABLE IF EXISTS "+name, "CREATE VIEW IF NOT EXISTS "+name+" AS "+v.sql(db, labelMs))
+	}
+	return out
 }
 
 // quoteString quotes a ClickHouse string literal.

@@ -45,13 +45,13 @@ func TestSignalsMigrateAndTune(t *testing.T) {
 			c.Close()
 		}
 	})
-	if out := run("signals", "migrate"); !strings.Contains(out, "applied migrations [1 2 3]") {
+	if out := run("signals", "migrate"); !strings.Contains(out, "applied migrations [1 2 3 4]") {
 		t.Fatalf("first migrate: %s", out)
 	}
-	if out := run("signals", "migrate"); !strings.Contains(out, "up to date at schema version 3") {
+	if out := run("signals", "migrate"); !strings.Contains(out, "up to date at schema version 4") {
 		t.Fatalf("second migrate: %s", out)
 	}
-	if out := run("signals", "status"); !strings.Contains(out, "schema version 3 (latest 3)") {
+	if out := run("signals", "status"); !strings.Contains(out, "schema version 4 (latest 4)") {
 		t.Errorf("status: %s", out)
 	}
 
