@@ -588,6 +588,11 @@ func (d *Definition) check(p *parser) {
 		need("entity", "location")
 	case KindValue:
 		need("field")
+		if d.Field == "device.ip" || d.Field == "ip" {
+			// a value feature is a column of the signals: the address would
+			// be stored as text, where signals keep only its keyed hash
+			p.errf(at("field"), d.Name, "field: the IP address itself is not a feature (signals store it only as a keyed hash): rules read device.ip directly; features can use ip.country or ip.asn")
+		}
 	case KindMismatch:
 		need("fields")
 		if len(d.Fields) != 2 {
