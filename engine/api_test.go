@@ -227,6 +227,21 @@ func TestAuthMatrix(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("basic auth: %d", resp.StatusCode)
 	}
+	// Two Authorization headers are a 401 whichever comes first: a proxy
+	// and vigil could read different ones.
+	for _, pair := range [][2]string{{"Bearer " + rulesKey, "Bearer x"}, {"Bearer x", "Bearer " + rulesKey}, {"Bearer " + rulesKey, "Bearer " + rulesKey}} {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/rules", nil)
+		req.Header.Add("Authorization", pair[0])
+		req.Header.Add("Authorization", pair[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("two Authorization headers %q: %d, want 401", pair, resp.StatusCode)
+		}
+	}
 }
 
 func TestScoreDecisions(t *testing.T) {

@@ -165,8 +165,14 @@ func (kr *Keyring) Len() int { return len(kr.keys) }
 // Every key's hash is compared in constant time, so the time taken does not
 // depend on which key (if any) matched.
 func (kr *Keyring) Authenticate(r *http.Request) (*APIKey, bool) {
+	// One Authorization header only: with two, a proxy reading the last and
+	// vigil the first would disagree on who asked.
+	values := r.Header.Values("Authorization")
+	if len(values) != 1 {
+		return nil, false
+	}
 	// The scheme is case-insensitive (RFC 9110, section 11.1).
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	scheme, token, ok := strings.Cut(values[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return nil, false
 	}
