@@ -135,7 +135,11 @@ func ParseKeyring(name string, data []byte) (*Keyring, error) {
 		}
 		for _, s := range k.Scopes {
 			if !slices.Contains(AllScopes, s) {
-				errs = append(errs, fmt.Errorf("%s: unknown scope %q", where, s))
+				if ValidKeyID(string(s)) {
+					errs = append(errs, fmt.Errorf("%s: unknown scope %q", where, s))
+				} else { // not repeated: a secret pasted in the wrong place, maybe
+					errs = append(errs, fmt.Errorf("%s: unknown scope (not repeated; scopes are %v)", where, AllScopes))
+				}
 			}
 		}
 		ids[k.ID] = true

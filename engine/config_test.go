@@ -174,6 +174,7 @@ func TestKeyringErrors(t *testing.T) {
 		// one that breaks it is not repeated
 		{"keys:\n  - id: payments team\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [score]\n", "api keys k: key 1: id: use letters, digits"},
 		{"keys:\n  - id: 4111111111111111 x\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [score]\n", "api keys k: key 1: id: use letters"},
+		{"keys:\n  - id: a\n    sha256: " + strings.Repeat("ab", 32) + "\n    scopes: [\"vgl_4111111111111111 x\"]\n", `key 1 ("a"): unknown scope (not repeated`},
 	} {
 		_, err := ParseKeyring("k", []byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

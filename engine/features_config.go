@@ -69,6 +69,9 @@ func (c *FeaturesConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("features.%s: %s", b.key, want))
 		}
 	}
+	if err := CheckEnvName("features.fingerprint_key_env", c.FingerprintKeyEnv); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}

@@ -227,6 +227,11 @@ func (c *Config) Validate() error {
 	if !validIdent(c.Database) {
 		errs = append(errs, fmt.Errorf("signals.database: %q must be letters, digits and _", c.Database))
 	}
+	for _, e := range []struct{ key, name string }{{"signals.password_env", c.PasswordEnv}, {"signals.ip_hash_key_env", c.IPHashKeyEnv}} {
+		if err := engine.CheckEnvName(e.key, e.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, f := range []struct{ name, path string }{
 		{"password_file", c.PasswordFile}, {"ip_hash_key_file", c.IPHashKeyFile},
 		{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile},

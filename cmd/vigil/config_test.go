@@ -70,6 +70,11 @@ func TestConfigErrors(t *testing.T) {
 		{"kafka:\n  brokers: [h:1]\n  topics: {labels: labels}\n", "kafka.topics.labels needs signals.enabled"},
 		{"kafka:\n  topics: {labels: labels}\n", ""}, // Kafka off: the section is not read
 		{"signals:\n  enabeld: true\n", "signals.enabeld: unknown key (did you mean enabled?)"},
+		// a secret pasted where a variable's name goes is refused, not repeated
+		{"kafka:\n  brokers: [h:1]\n  tls: {enabled: true}\n  sasl: {mechanism: PLAIN, username: u, password_env: \"S3cret Passw0rd!\"}\n", "kafka.sasl.password_env: not an environment variable name"},
+		{"signals:\n  enabled: true\n  ip_hash_key_env: \"My-Ip-Hash-Key-Is-Secret\"\n", "signals.ip_hash_key_env: not an environment variable name"},
+		{"signals:\n  enabled: true\n  password_env: \"pa ss\"\n", "signals.password_env: not an environment variable name"},
+		{"features:\n  fingerprint_key_env: \"0123456789abcdef!\"\n", "features.fingerprint_key_env: not an environment variable name"},
 	} {
 		os.WriteFile(p, []byte(tc.yaml), 0o600)
 		c, err := loadConfig(p)
@@ -81,6 +86,11 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%q: %v", tc.yaml, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
+		}
+		for _, secret := range []string{"S3cret", "My-Ip-Hash", "pa ss", "0123456789abcdef"} {
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Errorf("%q: err = %v repeats the value", tc.yaml, err)
+			}
 		}
 	}
 }

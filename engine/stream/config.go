@@ -326,7 +326,9 @@ func (c *Connection) Validate() error {
 		if s.Username == "" {
 			errs = append(errs, errors.New("kafka.sasl.username is required with a mechanism"))
 		}
-		if _, err := s.password(); err != nil {
+		if err := engine.CheckEnvName("kafka.sasl.password_env", s.PasswordEnv); err != nil {
+			errs = append(errs, err)
+		} else if _, err := s.password(); err != nil {
 			errs = append(errs, err)
 		}
 	default:
