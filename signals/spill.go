@@ -67,6 +67,9 @@ func openSpill(cfg SpillConfig, log *slog.Logger, m *metrics) (*spill, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("signals spill: %w", err)
 	}
+	if err := checkSpillDir(cfg.Dir); err != nil {
+		return nil, err
+	}
 	lock, err := lockSpillDir(cfg.Dir)
 	if err != nil {
 		return nil, err

@@ -366,3 +366,24 @@ func TestSpillBudgetOneSegment(t *testing.T) {
 		t.Errorf("log does not say the batch is larger than the budget:\n%s", logs.String())
 	}
 }
+
+// TestSpillDirOwnership: a spill directory others may write is refused:
+// its segments would be replayed into ClickHouse as they are.
+func TestSpillDirOwnership(t *testing.T) {
+	cfg := spillCfg(t)
+	if err := os.Chmod(cfg.Dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics(nil, func() float64 { return 0 })
+	if _, err := openSpill(cfg, quietLog(), m); err == nil || !strings.Contains(err.Error(), "others may write in") {
+		t.Fatalf("open of a world-writable dir: %v, want refused", err)
+	}
+	if err := os.Chmod(cfg.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openSpill(cfg, quietLog(), m)
+	if err != nil {
+		t.Fatalf("open of a 0755 dir of this user: %v", err)
+	}
+	s.close()
+}
