@@ -208,6 +208,18 @@ func (k *kind) freshOutputs(fresh func(slots ...int), m *planMap) {
 			for _, o := range p.anom {
 				fresh(o.slot)
 			}
+			continue
+		}
+		// A series kept for other definitions may hold a window that no
+		// output of the predecessor read — one added by an earlier reload,
+		// with history only since then — so an output is kept only where
+		// the predecessor's series had the same aggregate over the same
+		// window: else it is reported fresh (at worst a false alarm).
+		old := k.from.series[pm.series[j]]
+		for _, o := range p.outs {
+			if !slices.ContainsFunc(old.outs, func(x seriesOut) bool { return x.agg == o.agg && x.wl == o.wl }) {
+				fresh(o.slot)
+			}
 		}
 	}
 	for j, p := range k.sets {

@@ -449,3 +449,52 @@ func TestReloadsKeepNoHistory(t *testing.T) {
 	}
 	runtime.KeepAlive(first) // vigil serve keeps the first engine
 }
+
+// TestFreshAfterFilterRoundTrip: a window added by one reload has history
+// only from then on; a definition that leaves its series (a filter added)
+// and comes back to it (the filter removed) reads that window again, so
+// the second return names it fresh — it was named kept, and undercounted
+// silently for up to its length.
+func TestFreshAfterFilterRoundTrip(t *testing.T) {
+	const (
+		f1 = `features:
+  - {name: cc, entity: card.token, aggregate: count, windows: [10m, 1h]}
+  - {name: cs, entity: card.token, aggregate: sum, field: amount, windows: [1h]}
+`
+		plain = `features:
+  - {name: cc, entity: card.token, aggregate: count, windows: [5m, 10m, 1h]}
+  - {name: cs, entity: card.token, aggregate: sum, field: amount, windows: [2h]}
+`
+		help = `features:
+  - {name: cc, help: x, entity: card.token, aggregate: count, windows: [5m, 10m, 1h]}
+  - {name: cs, entity: card.token, aggregate: sum, field: amount, windows: [2h]}
+`
+		filtered = `features:
+  - {name: cc, help: x, entity: card.token, aggregate: count, filter: 'amount > 5', windows: [5m, 10m, 1h]}
+  - {name: cs, entity: card.token, aggregate: sum, field: amount, windows: [2h]}
+`
+	)
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	e := mustEngine(t, f1, Options{Lateness: 5 * time.Minute})
+	at := func(s int) { // one event at t0+s seconds
+		e.Observe(&event.Event{Time: t0.Add(time.Duration(s) * time.Second), Amount: 100000, Currency: "USD", Card: event.Card{Token: "c"}}, NewVector(e.Schema()))
+	}
+	reload := func(defs string, fresh ...string) {
+		t.Helper()
+		n, tk := successor(t, e, defs)
+		n.Activate()
+		if !slices.Equal(orEmpty(tk.Fresh), orEmpty(fresh)) {
+			t.Errorf("fresh %v, want %v", tk.Fresh, fresh)
+		}
+		e = n
+	}
+	for _, s := range []int{0, 60, 400, 700} {
+		at(s)
+	}
+	reload(plain, "cc_5m", "cs_2h")
+	at(760)
+	reload(help)
+	reload(filtered, "cc_5m", "cc_10m", "cc_1h")
+	at(800)
+	reload(help, "cc_5m", "cc_10m", "cc_1h") // back on the series whose 5m window started at the first reload
+}
