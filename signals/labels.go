@@ -243,7 +243,7 @@ func (w *labelsWalk) Key(path string, t reflect.Type, k string, again bool) (str
 }
 
 // Value notes a value holding a card number (event.JSONVisitor).
-func (w *labelsWalk) Value(path string, v any) {
+func (w *labelsWalk) Value(path string, _ reflect.Type, v any) {
 	switch v := v.(type) {
 	case string:
 		if event.ContainsPAN(v) {

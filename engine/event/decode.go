@@ -221,8 +221,7 @@ type tokenWalk struct {
 	keys Error // duplicate keys, and keys the schema does not have (exactly)
 	// Times holding a card number (in the fraction of a second): decoding
 	// keeps the instant, not the text, so validation cannot see it.
-	lost   Error
-	isTime bool // the value to come is a time's
+	lost Error
 
 	// The event's time and amount had a value other than null.
 	timeSent, amountSent bool
@@ -258,22 +257,19 @@ func (w *tokenWalk) Key(path string, t reflect.Type, k string, again bool) (stri
 			w.keys.add(p, "unknown field")
 		}
 	}
-	w.isTime = ft == timeType
 	return p, ft
 }
 
 // Value notes a value holding a card number, and whether the time and the
 // amount were sent (JSONVisitor).
-func (w *tokenWalk) Value(path string, v any) {
-	isTime := w.isTime
-	w.isTime = false
+func (w *tokenWalk) Value(path string, t reflect.Type, v any) {
 	switch v := v.(type) {
 	case nil: // null: not sent
 		return
 	case string:
 		if ContainsPAN(v) {
 			w.pans.add(path, panReason)
-			if isTime {
+			if t == timeType {
 				w.lost.add(path, panReason)
 			}
 		}

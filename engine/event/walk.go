@@ -14,10 +14,11 @@ type JSONVisitor interface {
 	// (nil where the schema has nothing), and whether the object gave it
 	// before; it returns the path and the schema type of the key's value.
 	Key(path string, t reflect.Type, key string, again bool) (string, reflect.Type)
-	// Value sees each value at path — a string, a json.Number, a bool,
-	// nil for null, or a json.Delim opening an array or object — before
-	// the walk goes into it.
-	Value(path string, v any)
+	// Value sees each value at path, whose schema type is t (nil where the
+	// schema has nothing) — a string, a json.Number, a bool, nil for null,
+	// or a json.Delim opening an array or object — before the walk goes
+	// into it.
+	Value(path string, t reflect.Type, v any)
 }
 
 // MaxJSONDepth bounds the nesting WalkJSON follows, as encoding/json's
@@ -55,7 +56,7 @@ func (w *jsonWalk) value(path string, t reflect.Type, depth int) error {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	w.v.Value(path, tok)
+	w.v.Value(path, t, tok)
 	d, ok := tok.(json.Delim)
 	if !ok {
 		return nil

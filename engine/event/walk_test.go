@@ -22,7 +22,7 @@ func (l *walkLog) Key(path string, t reflect.Type, key string, again bool) (stri
 	return strings.TrimPrefix(path+"."+key, "."), ft
 }
 
-func (l *walkLog) Value(path string, v any) {
+func (l *walkLog) Value(path string, _ reflect.Type, v any) {
 	*l = append(*l, fmt.Sprintf("value %s=%v", path, v))
 }
 
