@@ -13,8 +13,13 @@ func CheckEnvName(key, name string) error {
 	return fmt.Errorf("%s: not an environment variable name (letters, digits and _); the value is not repeated here in case it is the secret itself: put a secret in a file or in the variable this key names", key)
 }
 
-func validEnvName(s string) bool {
-	if len(s) > 128 {
+func validEnvName(s string) bool { return len(s) <= 128 && IsIdentifier(s) }
+
+// IsIdentifier reports whether s is a plain identifier: letters, digits
+// and _, not empty, not starting with a digit (environment variable names,
+// ClickHouse database names).
+func IsIdentifier(s string) bool {
+	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

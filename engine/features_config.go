@@ -54,19 +54,19 @@ type FeaturesConfig struct {
 // positive (for features.Options a zero means its default).
 func (c *FeaturesConfig) Validate() error {
 	var errs []error
+	const positive = "must be positive"
 	for _, b := range []struct {
-		key string
-		ok  bool
+		key  string
+		ok   bool
+		want string
 	}{
-		{"max_entities", c.MaxEntities > 0}, {"lateness", c.Lateness >= 0},
-		{"retention", c.Retention > 0}, {"geo_cache_size", c.GeoCacheSize > 0},
+		{"max_entities", c.MaxEntities > 0, positive},
+		{"lateness", c.Lateness >= 0, "must not be negative (0: no event is recorded behind its entity's newest)"},
+		{"retention", c.Retention > 0, positive},
+		{"geo_cache_size", c.GeoCacheSize > 0, positive},
 	} {
 		if !b.ok {
-			want := "must be positive"
-			if b.key == "lateness" {
-				want = "must not be negative (0: no event is recorded behind its entity's newest)"
-			}
-			errs = append(errs, fmt.Errorf("features.%s: %s", b.key, want))
+			errs = append(errs, fmt.Errorf("features.%s: %s", b.key, b.want))
 		}
 	}
 	if err := CheckEnvName("features.fingerprint_key_env", c.FingerprintKeyEnv); err != nil {

@@ -353,17 +353,6 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	return out, nil
 }
 
-func validIdent(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i, r := range s {
-		switch {
-		case r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
-		case r >= '0' && r <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validIdent reports a database name vigil accepts: an identifier of at
+// most 64 bytes, written into SQL unquoted.
+func validIdent(s string) bool { return len(s) <= 64 && engine.IsIdentifier(s) }
