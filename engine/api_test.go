@@ -221,27 +221,32 @@ func TestAuthMatrix(t *testing.T) {
 		t.Error("reload never called")
 	}
 	// A malformed Authorization header is a 401 too.
-	req, _ := http.NewRequest("GET", srv.URL+"/v1/rules", nil)
-	req.Header.Set("Authorization", "Basic "+rulesKey)
-	resp, _ := http.DefaultClient.Do(req)
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("basic auth: %d", resp.StatusCode)
+	if code := authStatus(t, srv, "Basic "+rulesKey); code != http.StatusUnauthorized {
+		t.Errorf("basic auth: %d", code)
 	}
 	// Two Authorization headers are a 401 whichever comes first: a proxy
 	// and vigil could read different ones.
-	for _, pair := range [][2]string{{"Bearer " + rulesKey, "Bearer x"}, {"Bearer x", "Bearer " + rulesKey}, {"Bearer " + rulesKey, "Bearer " + rulesKey}} {
-		req, _ := http.NewRequest("GET", srv.URL+"/v1/rules", nil)
-		req.Header.Add("Authorization", pair[0])
-		req.Header.Add("Authorization", pair[1])
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("two Authorization headers %q: %d, want 401", pair, resp.StatusCode)
+	for _, pair := range [][]string{{"Bearer " + rulesKey, "Bearer x"}, {"Bearer x", "Bearer " + rulesKey}, {"Bearer " + rulesKey, "Bearer " + rulesKey}} {
+		if code := authStatus(t, srv, pair...); code != http.StatusUnauthorized {
+			t.Errorf("two Authorization headers %q: %d, want 401", pair, code)
 		}
 	}
+}
+
+// authStatus is the status of GET /v1/rules with these Authorization
+// headers.
+func authStatus(t *testing.T, srv *httptest.Server, auth ...string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/rules", nil)
+	for _, a := range auth {
+		req.Header.Add("Authorization", a)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func TestScoreDecisions(t *testing.T) {
@@ -522,15 +527,8 @@ func TestScoreBodyCutShort(t *testing.T) {
 func TestBearerSchemeCaseInsensitive(t *testing.T) {
 	srv, _ := newTestServer(t)
 	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
-		req, _ := http.NewRequest("GET", srv.URL+"/v1/rules", nil)
-		req.Header.Set("Authorization", scheme+" "+rulesKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: %d", scheme, resp.StatusCode)
+		if code := authStatus(t, srv, scheme+" "+rulesKey); code != http.StatusOK {
+			t.Errorf("%s: %d", scheme, code)
 		}
 	}
 }
